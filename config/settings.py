@@ -1,0 +1,324 @@
+"""Typed settings: `default.toml`, then a user file, then `MURMUR_*` variables.
+
+Every value is checked once, at start; a bad one stops the command with the key, the value
+and what is allowed (`ConfigError`), never a traceback from deep inside a job.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+# Sources murmur has a spider for. A key under [sources] that is not here is a typo or a
+# source from a newer murmur; either way the user is told which names exist.
+KNOWN_SOURCES = ("mastodon",)
+
+# Environment variables with a name of their own (the issues fix these names). Any other key
+# is reachable as MURMUR_<SECTION>__<KEY>, e.g. MURMUR_SOURCES__MASTODON__MAX_PAGES=3.
+ENV_ALIASES = {
+    "MURMUR_DATABASE_URL": ("database", "url"),
+    "MURMUR_DATA_DIR": ("database", "data_dir"),
+    "MURMUR_MODEL_NAME": ("model", "name"),
+    "MURMUR_MODEL_DEVICE": ("model", "device"),
+}
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_UNIT_SECONDS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the key, the value and the fix."""
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str | None = None  # None: the embedded PostgreSQL
+    data_dir: Path | None = None  # where the embedded server keeps its files
+
+
+@dataclass(frozen=True)
+class CrawlerSettings:
+    user_agent: str
+    obey_robots: bool = True
+    autothrottle: bool = True
+    timeout: float = 20.0
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    name: str
+    enabled: bool = True
+    interval: float = 900.0
+    base_url: str | None = None
+    instances: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    max_pages: int = 10
+    download_delay: float = 1.0
+    concurrency: int = 1
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    name: str = "murmur-minilm-sentiment"
+    device: str = "auto"
+    max_tokens: int = 8192
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    score_interval: float = 120.0
+    aggregate_interval: float = 300.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    terms: tuple[str, ...]
+    database: DatabaseSettings
+    crawler: CrawlerSettings
+    sources: dict[str, SourceSettings]
+    model: ModelSettings
+    schedule: ScheduleSettings
+    files: tuple[str, ...] = field(default=())  # the TOML files read, for `murmur status`
+
+    def enabled_sources(self) -> list[SourceSettings]:
+        return [s for s in self.sources.values() if s.enabled]
+
+
+# --- converters: each takes (key, value) and returns the typed value or raises ConfigError ---
+
+
+def _fail(key: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"config key '{key}' has value {value!r}; {allowed}")
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    raise _fail(key, value, "use true or false")
+
+
+def _str(key: str, value: Any) -> str:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise _fail(key, value, "use a non-empty string")
+
+
+def _positive_int(key: str, value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str) and value.strip().isdigit() and int(value) > 0:
+        return int(value)
+    raise _fail(key, value, "use a whole number above 0")
+
+
+def _non_negative_float(key: str, value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if number >= 0:
+        return number
+    raise _fail(key, value, "use a number of seconds, 0 or more")
+
+
+def parse_duration(key: str, value: Any) -> float:
+    """`900`, `"15m"`, `"1h"`, `"30s"`, `"1d"` -> seconds (above 0)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match and float(match.group(1)) > 0:
+            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    raise _fail(key, value, 'use seconds above 0 or a duration such as "30s", "15m", "1h", "1d"')
+
+
+def _str_list(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):  # from an environment variable: comma-separated
+        value = [v for v in (p.strip() for p in value.split(",")) if v]
+    if isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value):
+        return tuple(v.strip() for v in value)
+    raise _fail(key, value, 'use a list of non-empty strings, e.g. ["a", "b"]')
+
+
+def _url(key: str, value: Any) -> str:
+    text = _str(key, value)
+    if not re.match(r"^https?://[^/\s]+", text):
+        raise _fail(key, value, "use an http:// or https:// URL, e.g. https://mastodon.social")
+    return text.rstrip("/")
+
+
+def _url_list(key: str, value: Any) -> tuple[str, ...]:
+    return tuple(_url(f"{key}[{i}]", v) for i, v in enumerate(_str_list(key, value)))
+
+
+def _device(key: str, value: Any) -> str:
+    text = _str(key, value).lower()
+    if re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", text):
+        return text
+    raise _fail(key, value, 'use "auto", "cpu", "cuda", "cuda:N" or "mps"')
+
+
+def _database_url(key: str, value: Any) -> str:
+    text = _str(key, value)
+    if not text.startswith(("postgresql://", "postgres://")) and "=" not in text:
+        raise _fail(key, "<hidden>", "use a postgresql:// URL or a libpq connection string")
+    return text
+
+
+# (key, converter) per section; the order is the order `murmur config` would print them in.
+_SECTIONS: dict[str, dict[str, Any]] = {
+    "database": {"url": _database_url, "data_dir": lambda k, v: Path(_str(k, v)).expanduser()},
+    "crawler": {
+        "user_agent": _str,
+        "obey_robots": _bool,
+        "autothrottle": _bool,
+        "timeout": _non_negative_float,
+    },
+    "model": {"name": _str, "device": _device, "max_tokens": _positive_int},
+    "schedule": {"score_interval": parse_duration, "aggregate_interval": parse_duration},
+}
+_SOURCE_KEYS: dict[str, Any] = {
+    "enabled": _bool,
+    "interval": parse_duration,
+    "base_url": _url,
+    "instances": _url_list,
+    "tags": _str_list,
+    "max_pages": _positive_int,
+    "download_delay": _non_negative_float,
+    "concurrency": _positive_int,
+}
+
+
+def _convert_section(prefix: str, raw: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise _fail(prefix, raw, f"use a [{prefix}] table")
+    out = {}
+    for key, value in raw.items():
+        if key not in spec:
+            raise ConfigError(
+                f"unknown config key '{prefix}.{key}'; known keys under [{prefix}]: {', '.join(spec)}"
+            )
+        out[key] = spec[key](f"{prefix}.{key}", value)
+    return out
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; check the path given to --config") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+
+
+def _env_value(text: str) -> Any:
+    """An environment value read as a TOML value when it is one (`false`, `3`, `["a"]`), else text."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, value in environ.items():
+        if name in ENV_ALIASES:
+            path: tuple[str, ...] = ENV_ALIASES[name]
+            parsed: Any = value  # aliases are plain strings: a URL is never TOML-parsed
+        elif name.startswith("MURMUR_") and "__" in name:
+            path = tuple(part.lower() for part in name[len("MURMUR_") :].split("__"))
+            parsed = _env_value(value)
+        else:
+            continue  # MURMUR_CONFIG, credentials and test settings are read where they are used
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = parsed
+    return tree
+
+
+def default_toml_path() -> Path:
+    return Path(str(resources.files("murmur.config").joinpath("default.toml")))
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    *,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Load and check the settings: defaults, the user file, the environment, then `overrides`."""
+    env = dict(os.environ if environ is None else environ)
+    files = [default_toml_path()]
+    config_file = config_file or env.get("MURMUR_CONFIG") or None
+    if config_file:
+        files.append(Path(config_file).expanduser())
+    raw: dict[str, Any] = {}
+    for path in files:
+        raw = _deep_merge(raw, _read_toml(path))
+    raw = _deep_merge(raw, _env_overrides(env))
+    if overrides:
+        raw = _deep_merge(raw, overrides)
+    settings = build_settings(raw)
+    return Settings(**{**settings.__dict__, "files": tuple(str(f) for f in files)})
+
+
+def build_settings(raw: dict[str, Any]) -> Settings:
+    """Check a merged settings tree and turn it into `Settings`."""
+    known_top = {"terms", "sources", *_SECTIONS}
+    for key in raw:
+        if key not in known_top:
+            raise ConfigError(f"unknown config key '{key}'; top-level keys are: {', '.join(sorted(known_top))}")
+    terms = _str_list("terms", raw.get("terms", []))
+    if not terms:
+        raise ConfigError("config key 'terms' is empty; list at least one term to track, e.g. terms = [\"RedNote\"]")
+    sections = {name: _convert_section(name, raw.get(name, {}), spec) for name, spec in _SECTIONS.items()}
+    if "user_agent" not in sections["crawler"]:
+        raise ConfigError("config key 'crawler.user_agent' is missing; set an identifying user agent")
+
+    raw_sources = raw.get("sources", {})
+    if not isinstance(raw_sources, dict):
+        raise _fail("sources", raw_sources, "use [sources.<name>] tables")
+    sources: dict[str, SourceSettings] = {}
+    for name, table in raw_sources.items():
+        if name not in KNOWN_SOURCES:
+            raise ConfigError(
+                f"unknown source 'sources.{name}'; available sources: {', '.join(KNOWN_SOURCES)}"
+            )
+        values = _convert_section(f"sources.{name}", table, _SOURCE_KEYS)
+        source = SourceSettings(name=name, **values)
+        if name == "mastodon" and source.enabled and not source.instances:
+            raise ConfigError(
+                "config key 'sources.mastodon.instances' is empty; list at least one instance URL, "
+                'e.g. instances = ["https://mastodon.social"], or set sources.mastodon.enabled = false'
+            )
+        sources[name] = source
+
+    return Settings(
+        terms=terms,
+        database=DatabaseSettings(**sections["database"]),
+        crawler=CrawlerSettings(**sections["crawler"]),
+        sources=sources,
+        model=ModelSettings(**sections["model"]),
+        schedule=ScheduleSettings(**sections["schedule"]),
+    )

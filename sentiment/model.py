@@ -1,0 +1,267 @@
+"""Load one sentiment model, offline-first: the built-in adapter, a local directory, or a hub id.
+
+What is loaded is a Hugging Face sequence-classification model whose labels map onto murmur's three
+labels (negative, neutral, positive); anything else is refused with a `ModelError` that says what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import json
+import re
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.utils import logging as hf_logging
+
+BUILTIN_NAME = "murmur-minilm-sentiment"
+BUILTIN_DIR = Path(__file__).resolve().parent / "models" / BUILTIN_NAME
+MANIFEST = "murmur.json"  # marks an adapter directory written by murmur's training
+LABELS = ("negative", "neutral", "positive")
+
+# Names models use for the three classes. Generic names (LABEL_0, 0, ...) are deliberately absent:
+# they say nothing about which class is which, and guessing would silently invert scores.
+_SYNONYMS = {
+    "negative": "negative",
+    "neg": "negative",
+    "neutral": "neutral",
+    "neu": "neutral",
+    "positive": "positive",
+    "pos": "positive",
+}
+# A hub id: "name" or "org/name" (letters, digits, '-', '_', '.').
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+class ModelError(Exception):
+    """A model cannot be loaded or used; the message says what to do."""
+
+
+@dataclass
+class SentimentModel:
+    """A loaded classifier, on its device, with its outputs mapped to murmur's labels."""
+
+    model_id: str
+    device: torch.device
+    labels: tuple[str, ...]  # canonical label of each output index, e.g. ("negative", "neutral", "positive")
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+
+    def index(self, label: str) -> int | None:
+        """The output index of a canonical label, or None when the model has no such class."""
+        return self.labels.index(label) if label in self.labels else None
+
+
+def map_labels(id2label: dict[int, str] | dict[str, str]) -> tuple[str, ...]:
+    """Map a config's id2label onto negative/neutral/positive, or raise `ModelError` naming the labels."""
+    names = [str(id2label[k]) for k in sorted(id2label, key=int)]
+    mapped = tuple(_SYNONYMS.get(n.strip().lower(), "") for n in names)
+    ok = (
+        len(mapped) in (2, 3)
+        and "" not in mapped
+        and len(set(mapped)) == len(mapped)
+        and {"negative", "positive"} <= set(mapped)
+    )
+    if not ok:
+        raise ModelError(
+            f"model labels {', '.join(names)} cannot be mapped to negative/neutral/positive; "
+            "use a model whose config id2label names them (e.g. negative, neutral, positive)"
+        )
+    return mapped
+
+
+@functools.cache
+def _auto_device() -> torch.device:
+    # Picked once per process: probing CUDA/MPS is not free and the answer does not change.
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' (CUDA, else MPS, else CPU), or an explicit 'cpu', 'cuda', 'cuda:N', 'mps' that must exist."""
+    if device == "auto":
+        return _auto_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ModelError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelError(f"device {device!r} is not available here (no cuda); use auto or cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ModelError(
+                f"device {device!r} does not exist ({torch.cuda.device_count()} cuda devices); use cuda:0"
+            )
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ModelError(f"device {device!r} is not available here (no mps); use auto or cpu")
+    elif dev.type != "cpu":
+        raise ModelError(f"unsupported device {device!r}; use auto, cpu, cuda, cuda:N or mps")
+    return dev
+
+
+def load(model_ref: str, device: str = "auto") -> SentimentModel:
+    """Load a sentiment model by built-in name, local directory or hub id, on `device`."""
+    dev = resolve_device(device)
+    path = Path(model_ref).expanduser()
+    if model_ref == BUILTIN_NAME:
+        if not (BUILTIN_DIR / MANIFEST).is_file():
+            raise ModelError(
+                f"the built-in model files are missing from {BUILTIN_DIR}; reinstall murmur "
+                "or run `murmur model train`"
+            )
+        sm = _load_adapter_dir(BUILTIN_DIR)
+    elif path.exists():
+        if not path.is_dir():
+            raise ModelError(f"model path {path} is a file; give the model's directory")
+        if (path / MANIFEST).is_file():
+            sm = _load_adapter_dir(path)
+        elif (path / "config.json").is_file():
+            sm = _load_hf_dir(path)
+        else:
+            raise ModelError(
+                f"{path} is not a model directory (no {MANIFEST} or config.json); "
+                f"point model.name at a saved model or use {BUILTIN_NAME!r}"
+            )
+    elif _looks_like_path(model_ref) or not _HUB_ID.match(model_ref):
+        raise ModelError(
+            f"model path {model_ref} does not exist; set model.name to an existing model directory "
+            f"or to {BUILTIN_NAME!r}"
+        )
+    else:
+        sm = _load_hub(model_ref)
+    sm.model.to(dev)
+    sm.model.eval()
+    sm.device = dev
+    return sm
+
+
+def _looks_like_path(ref: str) -> bool:
+    # Absolute, relative, home or Windows paths, or more than one '/': never a hub id.
+    windows = bool(re.match(r"^[A-Za-z]:[\\/]", ref))
+    return ref.startswith(("/", ".", "~", "\\")) or windows or ref.count("/") > 1
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence transformers/peft chatter while loading.
+
+    Building a classifier over a bare encoder reports the new head as "missing" weights, and peft
+    trips transformers' deprecation warnings; for the built-in both are expected, so they are noise.
+    """
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def read_manifest(adapter_dir: Path) -> dict[str, Any]:
+    """The parsed murmur.json of an adapter directory."""
+    try:
+        manifest = json.loads((adapter_dir / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(
+            f"cannot read {adapter_dir / MANIFEST} ({exc}); retrain or reinstall the model"
+        ) from None
+    for key in ("model_id", "base", "labels"):
+        if key not in manifest:
+            raise ModelError(f"{adapter_dir / MANIFEST} lacks {key!r}; retrain the model")
+    return manifest
+
+
+def base_model_path(base: dict[str, str], adapter_dir: Path) -> Path:
+    """Where the base encoder lives: an installed package exposing get_model_path(), or a directory."""
+    if "package" in base:
+        try:
+            pkg = importlib.import_module(base["package"])
+        except ImportError:
+            raise ModelError(
+                f"the base model package {base['package']!r} is not installed; "
+                f"pip install {base['package'].replace('_', '-')}"
+            ) from None
+        return Path(pkg.get_model_path())
+    if "path" in base:
+        return (adapter_dir / base["path"]).resolve()
+    raise ModelError(f"{adapter_dir / MANIFEST} names no base model (package or path); retrain the model")
+
+
+def _load_adapter_dir(adapter_dir: Path) -> SentimentModel:
+    from peft import PeftModel  # imported here: only adapter directories need it
+
+    manifest = read_manifest(adapter_dir)
+    labels = map_labels(dict(enumerate(manifest["labels"])))
+    base = base_model_path(manifest["base"], adapter_dir)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
+        with quiet():
+            model = AutoModelForSequenceClassification.from_pretrained(
+                str(base),
+                num_labels=len(labels),
+                id2label=dict(enumerate(labels)),
+                label2id={lab: i for i, lab in enumerate(labels)},
+                local_files_only=True,
+            )
+            peft_model = PeftModel.from_pretrained(model, str(adapter_dir), local_files_only=True)
+            # Folding LoRA into the base weights once makes inference as fast as a plain model.
+            merged = peft_model.merge_and_unload()
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"cannot load the model in {adapter_dir} ({_first_line(exc)}); retrain or reinstall it"
+        ) from None
+    return SentimentModel(str(manifest["model_id"]), torch.device("cpu"), labels, merged, tokenizer)
+
+
+def _load_hf_dir(path: Path) -> SentimentModel:
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
+        labels = map_labels(model.config.id2label)  # before the tokenizer: the likelier, clearer error
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"cannot load a sequence-classification model from {path} ({_first_line(exc)}); "
+            "save it with save_pretrained (model and tokenizer)"
+        ) from None
+    return SentimentModel(path.name, torch.device("cpu"), labels, model, tokenizer)
+
+
+def _load_hub(model_id: str) -> SentimentModel:
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(model_id)
+        tokenizer = AutoTokenizer.from_pretrained(model_id)
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"model {model_id!r} is not available offline and could not be fetched from the hugging face hub "
+            f"({_first_line(exc)}); set model.name to a local model directory or to {BUILTIN_NAME!r}"
+        ) from None
+    labels = map_labels(model.config.id2label)
+    return SentimentModel(model_id, torch.device("cpu"), labels, model, tokenizer)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,170 @@
+"""Aggregates: hour and day buckets per (source, term, lang, model), and the trend queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import psycopg
+
+AGGREGATE_LOCK_KEY = 0x61676772  # "aggr": one aggregation at a time per database
+
+# Scores not yet counted are claimed by stamping them; the buckets their posts fall in are then
+# recomputed whole from posts and scores, so the result never depends on what ran before.
+_CLAIM_TOUCHED = """
+WITH claimed AS (
+    UPDATE sentiment_scores SET aggregated_at = now()
+    WHERE aggregated_at IS NULL
+    RETURNING post_id, model
+)
+INSERT INTO touched_buckets (bucket_size, bucket_start, source, model)
+SELECT DISTINCT b.size, date_bin(b.step, p.created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'), p.source, c.model
+FROM claimed c
+JOIN posts p ON p.id = c.post_id
+CROSS JOIN (VALUES ('hour', INTERVAL '1 hour'), ('day', INTERVAL '1 day')) AS b(size, step)
+"""
+
+_RECOMPUTE = """
+INSERT INTO aggregates AS a (bucket_size, bucket_start, source, term, lang, model,
+                             posts, negative, neutral, positive, mean_polarity, updated_at)
+SELECT t.bucket_size, t.bucket_start, p.source, term, COALESCE(p.lang, 'und'), s.model,
+       count(*),
+       count(*) FILTER (WHERE s.label = 'negative'),
+       count(*) FILTER (WHERE s.label = 'neutral'),
+       count(*) FILTER (WHERE s.label = 'positive'),
+       avg(s.positive - s.negative),
+       now()
+FROM touched_buckets t
+JOIN posts p
+  ON p.source = t.source
+ AND p.created_at >= t.bucket_start
+ AND p.created_at < t.bucket_start + CASE t.bucket_size WHEN 'hour' THEN INTERVAL '1 hour' ELSE INTERVAL '1 day' END
+JOIN sentiment_scores s ON s.post_id = p.id AND s.model = t.model
+CROSS JOIN LATERAL unnest(p.terms) AS term
+GROUP BY t.bucket_size, t.bucket_start, p.source, term, COALESCE(p.lang, 'und'), s.model
+ON CONFLICT (bucket_size, bucket_start, source, term, lang, model) DO UPDATE SET
+    posts = EXCLUDED.posts,
+    negative = EXCLUDED.negative,
+    neutral = EXCLUDED.neutral,
+    positive = EXCLUDED.positive,
+    mean_polarity = EXCLUDED.mean_polarity,
+    updated_at = EXCLUDED.updated_at
+"""
+
+# A row of a recomputed bucket that the recomputation did not produce (a post changed language,
+# say) is stale: now() is the transaction's time, so rows just written are exactly those equal to it.
+_DROP_STALE = """
+DELETE FROM aggregates a
+USING touched_buckets t
+WHERE a.bucket_size = t.bucket_size AND a.bucket_start = t.bucket_start
+  AND a.source = t.source AND a.model = t.model AND a.updated_at < now()
+"""
+
+
+@dataclass(frozen=True)
+class AggregateRun:
+    scores: int  # newly counted scores
+    buckets: int  # (size, start, source, model) buckets recomputed
+    rows: int  # aggregate rows written
+
+
+def aggregate(conn: psycopg.Connection, *, rebuild: bool = False) -> AggregateRun:
+    """Fold newly scored posts into the hour and day buckets; `rebuild` recomputes every bucket
+    and gives the same rows as the incremental runs did."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (AGGREGATE_LOCK_KEY,))
+        if rebuild:
+            conn.execute("DELETE FROM aggregates")
+            conn.execute("UPDATE sentiment_scores SET aggregated_at = NULL WHERE aggregated_at IS NOT NULL")
+        conn.execute(
+            """
+            CREATE TEMP TABLE IF NOT EXISTS touched_buckets (
+                bucket_size text, bucket_start timestamptz, source text, model text
+            ) ON COMMIT DELETE ROWS
+            """
+        )
+        with conn.cursor() as cur:
+            cur.execute(_CLAIM_TOUCHED)
+            touched = cur.rowcount
+            if touched == 0:
+                return AggregateRun(0, 0, 0)
+            scores_row = cur.execute(
+                "SELECT count(*) FROM sentiment_scores WHERE aggregated_at = now()"
+            ).fetchone()
+            cur.execute(_RECOMPUTE)
+            rows = cur.rowcount
+            cur.execute(_DROP_STALE)
+    return AggregateRun(scores=int(scores_row[0]) if scores_row else 0, buckets=touched, rows=rows)
+
+
+@dataclass(frozen=True)
+class TrendRow:
+    bucket_start: datetime
+    source: str
+    term: str
+    posts: int
+    negative: int
+    neutral: int
+    positive: int
+    mean_polarity: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "bucket_start": self.bucket_start.isoformat(),
+            "source": self.source,
+            "term": self.term,
+            "posts": self.posts,
+            "negative": self.negative,
+            "neutral": self.neutral,
+            "positive": self.positive,
+            "mean_polarity": round(self.mean_polarity, 4),
+        }
+
+
+def trend(
+    conn: psycopg.Connection,
+    *,
+    by: str = "day",
+    model: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    terms: list[str] | None = None,
+    sources: list[str] | None = None,
+) -> list[TrendRow]:
+    """Posts and sentiment per bucket, source and term (languages summed), oldest first.
+
+    `model` None means the model that scored most recently, so a report after `murmur score`
+    shows what was just scored.
+    """
+    if by not in ("hour", "day"):
+        raise ValueError(f"by must be 'hour' or 'day', not {by!r}")
+    if model is None:
+        row = conn.execute("SELECT model FROM aggregates ORDER BY updated_at DESC LIMIT 1").fetchone()
+        if row is None:
+            return []
+        model = row[0]
+    cur = conn.execute(
+        """
+        SELECT bucket_start, source, term, sum(posts)::int, sum(negative)::int, sum(neutral)::int,
+               sum(positive)::int, sum(mean_polarity * posts) / sum(posts)
+        FROM aggregates
+        WHERE bucket_size = %(by)s AND model = %(model)s
+          AND (%(since)s::timestamptz IS NULL OR bucket_start >= %(since)s)
+          AND (%(until)s::timestamptz IS NULL OR bucket_start < %(until)s)
+          AND (%(terms)s::text[] IS NULL OR lower(term) = ANY (%(terms)s))
+          AND (%(sources)s::text[] IS NULL OR source = ANY (%(sources)s))
+        GROUP BY bucket_start, source, term
+        ORDER BY bucket_start, source, term
+        """,
+        {
+            "by": by,
+            "model": model,
+            "since": since,
+            "until": until,
+            "terms": [t.lower() for t in terms] if terms else None,
+            "sources": sources or None,
+        },
+    )
+    return [TrendRow(*row) for row in cur.fetchall()]

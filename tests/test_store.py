@@ -1,0 +1,164 @@
+"""The store against a real PostgreSQL: migrations, idempotent upserts, cursors, claims, aggregates."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from murmur.crawler.items import Post
+from murmur.sentiment.scorer import Score
+from murmur.store.db import connect
+from murmur.store.migrate import available_migrations, migrate
+from murmur.store.posts import get_cursor, set_cursors, upsert_posts
+from murmur.store.scores import claim_unscored, count_unscored, write_scores
+from murmur.store.trends import aggregate, trend
+
+T0 = datetime(2025, 1, 14, 9, 30, tzinfo=UTC)
+
+
+def make_post(i: int, *, text: str | None = None, lang: str | None = "en", terms: list[str] | None = None,
+              created: datetime | None = None, likes: int = 0) -> Post:
+    return Post(
+        source="mastodon", source_id=f"https://demo.invalid/statuses/{i}", url=f"https://demo.invalid/@a/{i}",
+        author="a@demo.invalid", text=text or f"post {i} about RedNote", created_at=created or T0 + timedelta(hours=i),
+        lang=lang, tags=["rednote"], metrics={"replies": 0, "reposts": 0, "likes": likes}, raw={"id": str(i)},
+        terms=terms or ["RedNote"],
+    )
+
+
+def test_migrations_apply_once_and_twice_is_a_no_op(conn: psycopg.Connection) -> None:
+    assert migrate(conn) == []
+    versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions == [v for v, _, _ in available_migrations()]
+
+
+def test_migrations_from_two_processes_at_once_apply_once(db_url: str) -> None:
+    results: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with connect(db_url) as c:
+                results.append(migrate(c))
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(len(r) for r in results) == [0, 0, len(available_migrations())]
+
+
+def test_upsert_is_idempotent_and_counts_new_updated_unchanged(conn: psycopg.Connection) -> None:
+    posts = [make_post(i) for i in range(5)]
+    with conn.transaction():
+        first = upsert_posts(conn, posts)
+    assert (first.new, first.updated, first.unchanged) == (5, 0, 0)
+    with conn.transaction():
+        again = upsert_posts(conn, posts)
+    assert (again.new, again.updated, again.unchanged) == (0, 0, 5)
+    changed = [make_post(0, likes=7), make_post(1, text="edited about RedNote"), make_post(9)]
+    with conn.transaction():
+        third = upsert_posts(conn, changed)
+    assert (third.new, third.updated, third.unchanged) == (1, 2, 0)
+    assert conn.execute("SELECT count(*) FROM posts").fetchone() == (6,)
+    assert conn.execute("SELECT likes FROM posts WHERE source_id LIKE '%/0'").fetchone() == (7,)
+
+
+def test_the_same_post_twice_in_one_batch_is_stored_once_with_both_terms(conn: psycopg.Connection) -> None:
+    a = make_post(1, terms=["RedNote"])
+    b = make_post(1, terms=["RedNote"])
+    with conn.transaction():
+        result = upsert_posts(conn, [a, b])
+    assert result.new == 1
+    with conn.transaction():
+        upsert_posts(conn, [make_post(1, terms=["小红书"])])
+    assert conn.execute("SELECT terms FROM posts").fetchall() == [(["RedNote", "小红书"],)]
+
+
+def test_cursor_commits_with_its_posts_or_not_at_all(conn: psycopg.Connection) -> None:
+    assert get_cursor(conn, "mastodon", "q") is None
+    try:
+        with conn.transaction():
+            upsert_posts(conn, [make_post(1)])
+            set_cursors(conn, [("mastodon", "q", "100")])
+            raise RuntimeError("crash before commit")
+    except RuntimeError:
+        pass
+    assert get_cursor(conn, "mastodon", "q") is None
+    assert conn.execute("SELECT count(*) FROM posts").fetchone() == (0,)
+    with conn.transaction():
+        upsert_posts(conn, [make_post(1)])
+        set_cursors(conn, [("mastodon", "q", "100")])
+    with conn.transaction():
+        set_cursors(conn, [("mastodon", "q", "200")])
+    assert get_cursor(conn, "mastodon", "q") == "200"
+
+
+def test_two_workers_never_claim_the_same_post(conn: psycopg.Connection, db_url: str) -> None:
+    with conn.transaction():
+        upsert_posts(conn, [make_post(i) for i in range(10)])
+    with connect(db_url) as other:
+        with conn.transaction(), other.transaction():
+            mine = claim_unscored(conn, "m", 6)
+            theirs = claim_unscored(other, "m", 6)
+            assert len(mine) == 6 and len(theirs) == 4
+            assert not {i for i, _ in mine} & {i for i, _ in theirs}
+            write_scores(conn, "m", [i for i, _ in mine], [Score("positive", 0.1, 0.2, 0.7)] * 6)
+        # `other` rolled back nothing and wrote nothing: its 4 are free again.
+    assert count_unscored(conn, "m") == 4
+    assert count_unscored(conn, "another-model") == 10
+
+
+def _score_all(conn: psycopg.Connection, label_of: dict[int, Score]) -> None:
+    with conn.transaction():
+        claimed = claim_unscored(conn, "m", 1000)
+        write_scores(conn, "m", [i for i, _ in claimed], [label_of.get(i, Score("neutral", 0.2, 0.6, 0.2))
+                                                          for i, _ in claimed])
+
+
+def _rows(conn: psycopg.Connection) -> list[tuple]:
+    return conn.execute(
+        "SELECT bucket_size, bucket_start, source, term, lang, model, posts, negative, neutral, positive,"
+        " round(mean_polarity::numeric, 6) FROM aggregates ORDER BY 1, 2, 3, 4, 5, 6"
+    ).fetchall()
+
+
+def test_incremental_aggregation_equals_a_rebuild(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        upsert_posts(conn, [make_post(i, created=T0 + timedelta(minutes=20 * i)) for i in range(6)])
+        upsert_posts(conn, [make_post(100, text="小红书 好", lang="zh", terms=["小红书", "RedNote"])])
+    _score_all(conn, {1: Score("positive", 0.0, 0.1, 0.9), 2: Score("negative", 0.8, 0.1, 0.1)})
+    first = aggregate(conn)
+    assert first.scores == 7 and first.rows > 0
+    assert aggregate(conn).scores == 0  # nothing new: nothing recomputed
+    with conn.transaction():  # later posts in the same buckets, and a post changing language
+        upsert_posts(conn, [make_post(i, created=T0 + timedelta(minutes=20 * i)) for i in range(6, 9)])
+        upsert_posts(conn, [make_post(100, text="小红书 好", lang="ja", terms=["小红书", "RedNote"])])
+    _score_all(conn, {})
+    aggregate(conn)
+    incremental = _rows(conn)
+    aggregate(conn, rebuild=True)
+    assert _rows(conn) == incremental
+    day = [r for r in incremental if r[0] == "day" and r[3] == "RedNote" and r[4] == "en"]
+    assert len(day) == 1 and day[0][6] == 9 and (day[0][7], day[0][9]) == (1, 1)
+    assert not [r for r in incremental if r[4] == "zh"]  # the stale language row is gone
+
+
+def test_trend_sums_languages_per_bucket_term_and_source(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        upsert_posts(conn, [make_post(1), make_post(2, lang="zh"), make_post(30)])
+    _score_all(conn, {})
+    aggregate(conn)
+    rows = trend(conn, by="day")
+    assert [(r.bucket_start.date().isoformat(), r.term, r.posts) for r in rows] == [
+        ("2025-01-14", "RedNote", 2), ("2025-01-15", "RedNote", 1)
+    ]
+    assert trend(conn, by="day", since=datetime(2025, 1, 15, tzinfo=UTC))[0].posts == 1
+    assert trend(conn, by="day", terms=["rednote"]) and not trend(conn, by="day", terms=["Lemon8"])
+    assert len(trend(conn, by="hour")) == 3
