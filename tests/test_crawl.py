@@ -4,6 +4,7 @@ Mastodon, into PostgreSQL."""
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,13 +40,17 @@ def server() -> Iterator[ReplayServer]:
         yield srv
 
 
-def crawl(tmp_path: Path, db_url: str, instances: list[str], tags: list[str], **kw: int):  # noqa: ANN201
+def crawl(
+    tmp_path: Path, db_url: str, instances: list[str], tags: list[str], **kw: int
+) -> subprocess.CompletedProcess[str]:
     config = write_config(tmp_path, instances, tags, **kw)
     return run_murmur("--config", str(config), "crawl", "mastodon", db_url=db_url)
 
 
 def last_run_stats(conn: psycopg.Connection) -> tuple[str, dict, str | None]:
-    row = conn.execute("SELECT status, stats, error FROM job_runs WHERE job = 'crawl:mastodon' ORDER BY id DESC").fetchone()
+    row = conn.execute(
+        "SELECT status, stats, error FROM job_runs WHERE job = 'crawl:mastodon' ORDER BY id DESC"
+    ).fetchone()
     assert row is not None
     return row
 
@@ -115,7 +120,8 @@ def test_an_unreachable_instance_is_one_log_line_and_the_others_go_on(tmp_path: 
 
 
 def test_robots_txt_is_obeyed(tmp_path: Path, db_url: str, conn: psycopg.Connection) -> None:
-    with ReplayServer({"rednote": generate_statuses(5, tag="rednote")}, robots_txt="User-agent: *\nDisallow: /api/\n") as srv:
+    robots = "User-agent: *\nDisallow: /api/\n"
+    with ReplayServer({"rednote": generate_statuses(5, tag="rednote")}, robots_txt=robots) as srv:
         result = crawl(tmp_path, db_url, [srv.url], ["rednote"])
         assert not [r for r in srv.requests if "/timelines/" in r]
         assert any(r.startswith("/robots.txt") for r in srv.requests)

@@ -39,7 +39,9 @@ def test_platform_hashtags_count_as_matches() -> None:
 
 
 def test_terms_written_as_tags() -> None:
-    assert [term_to_tag(t) for t in TERMS] == ["tiktokrefugee", "tiktok难民", "小红书", "rednote", "xiaohongshu", "lemon8"]
+    assert [term_to_tag(t) for t in TERMS] == [
+        "tiktokrefugee", "tiktok难民", "小红书", "rednote", "xiaohongshu", "lemon8"
+    ]
 
 
 _words = st.text(alphabet=st.characters(whitelist_categories=("Ll", "Lu", "Nd")), min_size=0, max_size=12)
