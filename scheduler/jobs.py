@@ -15,6 +15,8 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import psycopg
+
     from murmur.scheduler.service import Service
 
 logger = logging.getLogger(__name__)
@@ -78,10 +80,18 @@ def score() -> None:
     with service.job_lock("score") as got:
         if not got:
             return
+        from murmur.sentiment.model import ModelError
         from murmur.sentiment.worker import score_pending
         from murmur.store.runs import finish_run, start_run
 
-        scorer = service.scorer()
+        try:
+            scorer = service.scorer()
+        except ModelError as err:
+            # The crawl goes on; posts wait unscored until the model is fixed. Said once, not per run.
+            if service.model_error != str(err):
+                logger.error("score: cannot load the model (%s); posts stay unscored until that is fixed", err)
+                service.model_error = str(err)
+            return
         with service.connect() as conn:
             run_id = start_run(conn, "score")
             try:
@@ -116,3 +126,16 @@ def aggregate() -> None:
             finish_run(conn, run_id, status="ok", stats=result.__dict__)
             if result.scores:
                 logger.info("aggregate: %d scores into %d buckets", result.scores, result.buckets)
+                _log_recent_trend(conn)
+
+
+def _log_recent_trend(conn: psycopg.Connection) -> None:
+    """The service's report: the last three days' trend, logged whenever new scores came in."""
+    from datetime import UTC, datetime, timedelta
+
+    from murmur.reports.report import render_trend
+    from murmur.store.trends import trend
+
+    rows = trend(conn, by="day", since=datetime.now(UTC) - timedelta(days=3))
+    if rows:
+        logger.info("trend of the last three days (murmur report for more):\n%s", render_trend(rows, "table"))

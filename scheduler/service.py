@@ -55,6 +55,7 @@ class Service:
         self._scorer: Scorer | None = None
         self._scorer_lock = threading.Lock()
         self.scheduler: Any = None
+        self.model_error: str | None = None  # the last model-loading error logged
 
     # --- shared resources for the jobs ---
 
@@ -62,7 +63,7 @@ class Service:
         return connect(self.database_url)
 
     def scorer(self) -> Scorer:
-        """The model, loaded once for the life of the service, on first use."""
+        """The model, loaded once for the life of the service, on first use; raises ModelError."""
         with self._scorer_lock:
             if self._scorer is None:
                 from murmur.sentiment.model import load
@@ -139,6 +140,12 @@ class Service:
             scheduler.resume()
             logger.info("murmur service running (%d jobs); stop with Ctrl-C or SIGTERM", len(scheduler.get_jobs()))
             while not self.stopping.wait(1.0):
+                pass
+            # Pause first, so the scheduler thread submits nothing more, and wait until a submission
+            # in progress is done (it holds the job stores' lock): shutting the executor down under
+            # it fails with "cannot schedule new futures after shutdown".
+            scheduler.pause()
+            with getattr(scheduler, "_jobstores_lock", contextlib.nullcontext()):
                 pass
             scheduler.shutdown(wait=True)
             logger.info("murmur service stopped")
