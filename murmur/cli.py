@@ -240,17 +240,26 @@ def cmd_model_train(ctx: Context) -> int:
 def cmd_status(ctx: Context) -> int:
     from murmur.store.runs import recent_runs
 
+    url = ctx.database_url()
     with ctx.connect() as conn:
         counts = conn.execute(
             "SELECT (SELECT count(*) FROM posts), (SELECT count(*) FROM sentiment_scores), "
             "(SELECT count(*) FROM aggregates)"
         ).fetchone()
         runs = recent_runs(conn, ctx.args.limit)
+    print(f"database: {_hide_password(url)}")
     print(f"posts: {counts[0]}  scores: {counts[1]}  aggregate rows: {counts[2]}")
     for r in runs:
         took = f"{(r['finished_at'] - r['started_at']).total_seconds():.1f}s" if r["finished_at"] else "running"
         print(f"{r['started_at']:%Y-%m-%d %H:%M:%S}  {r['job']:<16} {r['status']:<11} {took:>8}  {r['error'] or ''}")
     return EXIT_OK
+
+
+def _hide_password(url: str) -> str:
+    """A URL safe to print: secrets come from the environment and are never echoed."""
+    import re
+
+    return re.sub(r"(://[^:/@]*:)[^@]+@", r"\1***@", url)
 
 
 # --- parser ---------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import psycopg
 import pytest
 
 from murmur.crawler.replay import ReplayServer, generate_statuses
-from tests.conftest import run_murmur
+from tests.conftest import REPO, murmur_env, run_murmur
 
 
 def write_config(tmp_path: Path, instances: list[str], tags: list[str], *, max_pages: int = 10) -> Path:
@@ -132,3 +133,15 @@ def test_robots_txt_is_obeyed(tmp_path: Path, db_url: str, conn: psycopg.Connect
 def test_the_user_agent_identifies_murmur(tmp_path: Path, db_url: str, server: ReplayServer) -> None:
     assert crawl(tmp_path, db_url, [server.url], ["tiktokrefugee"]).returncode == 0
     assert server.user_agents and all(ua.startswith("murmur/") for ua in server.user_agents)
+
+
+def test_scrapy_crawl_inside_the_project_uses_murmur_config(db_url: str, conn: psycopg.Connection,
+                                                            server: ReplayServer) -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "scrapy"), "crawl", "mastodon", "-a", f"instances={server.url}",
+         "-a", "tags=tiktokrefugee", "-s", "DOWNLOAD_DELAY=0", "-s", "LOG_LEVEL=WARNING"],
+        env=murmur_env(db_url), cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert conn.execute("SELECT count(*) FROM posts WHERE 'tiktokrefugee' = ANY (tags)").fetchone() == (30,)
+    assert conn.execute("SELECT count(*) FROM crawl_state").fetchone() == (1,)
