@@ -114,7 +114,8 @@ def crawl_once(server_url: str, tags: list[str], database_url: str, variant: str
     with psycopg.connect(database_url) as conn:
         stored = conn.execute("SELECT count(*) FROM posts").fetchone()[0]
     return {"variant": variant, "seconds": marks["closed"] - marks["first"], "stored": stored,
-            "pages": outcome.stats.get("murmur/pages", 0), "status": outcome.status}
+            "pages": outcome.stats.get("murmur/pages", 0), "status": outcome.status,
+            "store_seconds": outcome.stats.get("murmur/store/seconds", 0.0)}
 
 
 def fresh_schema(server_url: str, name: str) -> str:
@@ -168,7 +169,7 @@ def main() -> int:
             r = results[variant]
             rate = r["stored"] / r["seconds"]
             print(f"{variant:>9}: {r['stored']} posts in {r['seconds']:.2f}s = {rate:.0f} posts/s "
-                  f"({r['pages']} pages, {r['status']})")
+                  f"({r['pages']} pages, {r['store_seconds']:.2f}s in batched writes, {r['status']})")
     batched = results["batched"]["stored"] / results["batched"]["seconds"]
     per_item = results["per-item"]["stored"] / results["per-item"]["seconds"]
     print(f"murmur ingest: {batched:.0f} posts/s, {batched / per_item:.1f}x the per-item pipeline")

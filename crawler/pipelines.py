@@ -142,6 +142,7 @@ class StorePipeline:
         self.stats.inc_value("murmur/posts/updated", result.updated)
         self.stats.inc_value("murmur/posts/unchanged", result.unchanged)
         self.stats.inc_value("murmur/store/batches")
+        self.stats.inc_value("murmur/store/seconds", round(time.monotonic() - started, 4))
         logger.debug(
             "stored %d posts (%d new, %d updated) and %d cursors in %.3fs",
             len(self.posts), result.new, result.updated, len(self.cursors), time.monotonic() - started,

@@ -112,23 +112,27 @@ def run_crawl(
             crawler = Crawler(classes[name], scrapy_cfg, init_reactor=i == 0)
             crawlers.append((name, crawler, start_run(conn, f"crawl:{name}")))
             process.crawl(crawler)
+        interrupted = False
         try:
             process.start()
+        except (KeyboardInterrupt, SystemExit):
+            interrupted = True  # a signal before Scrapy's own handlers were in place
+            raise
         finally:
-            outcomes = [_outcome(name, crawler) for name, crawler, _ in crawlers]
+            outcomes = [_outcome(name, crawler, interrupted) for name, crawler, _ in crawlers]
             for outcome, (_, _, run_id) in zip(outcomes, crawlers, strict=True):
                 finish_run(conn, run_id, status=outcome.status, stats=outcome.stats, error=outcome.error)
     return outcomes
 
 
-def _outcome(name: str, crawler: Crawler) -> CrawlOutcome:
+def _outcome(name: str, crawler: Crawler, interrupted: bool = False) -> CrawlOutcome:
     raw = crawler.stats.get_stats() if crawler.stats else {}
     stats = {k: v for k, v in raw.items() if k.startswith(_KEPT_STATS)}
     reason = raw.get("finish_reason")
     spider = crawler.spider
     failures: dict[str, str] = getattr(spider, "failures", {}) or {}
     instances = getattr(spider, "instances", []) or []
-    if reason == "shutdown":
+    if reason == "shutdown" or interrupted:
         return CrawlOutcome(name, "interrupted", stats, "stopped by a signal")
     if reason != "finished":
         return CrawlOutcome(name, "failed", stats, f"crawl ended: {reason or 'did not start'}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -352,6 +353,10 @@ def _report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
 
 
+def _raise_interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -359,6 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     _setup_logging(-1 if args.quiet else args.verbose)
+    # SIGTERM as an exception, so `finally` blocks close job_runs rows and connections; the service
+    # and Scrapy install their own graceful handlers over this one once they run.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     overrides: dict[str, Any] = {}
     if args.database_url:
         overrides.setdefault("database", {})["url"] = args.database_url

@@ -30,10 +30,8 @@ def _reset_demo_database(ctx: Context) -> str:
 
     from murmur.store.db import DatabaseError, connect, resolve_url
 
-    if ctx.settings.database.url:  # a server of the user's: a database of its own beside theirs
-        url = psycopg.conninfo.make_conninfo(ctx.settings.database.url, dbname=DEMO_DATABASE)
-    else:
-        url = resolve_url(None, ctx.settings.database.data_dir, DEMO_DATABASE)
+    # On the user's server (or the embedded one), a database of its own beside theirs.
+    url = resolve_url(ctx.settings.database.url, ctx.settings.database.data_dir, DEMO_DATABASE)
     admin = psycopg.conninfo.make_conninfo(url, dbname="postgres")
     try:
         with connect(admin, autocommit=True) as conn:

@@ -41,6 +41,26 @@ def sqlalchemy_url(database_url: str) -> str:
     return database_url
 
 
+def _scheduler_class() -> type:
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.schedulers.base import STATE_RUNNING
+
+    class Scheduler(BackgroundScheduler):  # type: ignore[misc]
+        def _process_jobs(self) -> float | None:
+            # APScheduler 3 runs one more round after shutdown() (its loop wakes on the shutdown
+            # event), submits due jobs to the executor it just shut down, and logs "cannot schedule
+            # new futures after shutdown" with a traceback. Only a running scheduler starts jobs.
+            if self.state != STATE_RUNNING:
+                return None
+            return super()._process_jobs()  # type: ignore[no-any-return]
+
+    return Scheduler
+
+
+def _Scheduler(**kwargs: Any) -> Any:  # noqa: N802 - reads as the class it builds
+    return _scheduler_class()(**kwargs)
+
+
 class Service:
     """The long-running scheduler. `run_forever()` blocks until a stop signal."""
 
@@ -91,13 +111,12 @@ class Service:
     def schedule(self) -> Any:
         """Create the scheduler with the PostgreSQL job store and (re)register the jobs."""
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-        from apscheduler.schedulers.background import BackgroundScheduler
 
         from murmur.scheduler import jobs
 
         with connect(self.database_url) as conn:
             migrate(conn)
-        scheduler = BackgroundScheduler(
+        scheduler = _Scheduler(
             jobstores={"default": SQLAlchemyJobStore(url=sqlalchemy_url(self.database_url),
                                                      tablename="apscheduler_jobs")},
             executors={"default": {"type": "threadpool", "max_workers": 4}},
@@ -116,9 +135,16 @@ class Service:
             if job.id not in wanted:
                 job.remove()  # a source disabled since the last start
         now = datetime.now(UTC)
+        cut_short = self._cut_short_jobs()
         for job_id, (func, args, seconds) in wanted.items():
             existing = scheduler.get_job(job_id)
             same = existing is not None and existing.trigger.interval.total_seconds() == seconds
+            if same and job_id in cut_short:
+                # A crawl stopped mid-way resumes now, not an interval later: its cursor did not move,
+                # and the upserts make fetching the same pages again harmless.
+                existing.modify(next_run_time=now)
+                logger.info("job %s: its last run was cut short; running it now", job_id)
+                continue
             if same:
                 logger.info("job %s: kept, next run %s", job_id, existing.next_run_time)
                 continue
@@ -127,6 +153,17 @@ class Service:
             logger.info("job %s: every %gs, first run now", job_id, seconds)
         self.scheduler = scheduler
         return scheduler
+
+    def _cut_short_jobs(self) -> set[str]:
+        """Jobs whose latest run was interrupted or never finished (the process was killed)."""
+        with connect(self.database_url) as conn:
+            rows = conn.execute(
+                """
+                SELECT DISTINCT ON (job) job, status FROM job_runs
+                ORDER BY job, started_at DESC, id DESC
+                """
+            ).fetchall()
+        return {job for job, status in rows if status in ("interrupted", "running")}
 
     def stop(self, *_: Any) -> None:
         if not self.stopping.is_set():
@@ -141,12 +178,7 @@ class Service:
             logger.info("murmur service running (%d jobs); stop with Ctrl-C or SIGTERM", len(scheduler.get_jobs()))
             while not self.stopping.wait(1.0):
                 pass
-            # Pause first, so the scheduler thread submits nothing more, and wait until a submission
-            # in progress is done (it holds the job stores' lock): shutting the executor down under
-            # it fails with "cannot schedule new futures after shutdown".
-            scheduler.pause()
-            with getattr(scheduler, "_jobstores_lock", contextlib.nullcontext()):
-                pass
+            scheduler.pause()  # start nothing new while the running jobs finish
             scheduler.shutdown(wait=True)
             logger.info("murmur service stopped")
             return 0

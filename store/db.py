@@ -61,8 +61,13 @@ def embedded_server_url(data_dir: Path | None = None, database: str = DEFAULT_DA
 
 
 def resolve_url(url: str | None, data_dir: Path | None = None, database: str = DEFAULT_DATABASE) -> str:
-    """The URL to connect to: the configured one, else the embedded server's."""
-    return url if url else embedded_server_url(data_dir, database)
+    """The URL to connect to: the configured one, else the embedded server's. Another `database`
+    than murmur's own (the demo's) means that database on the same server."""
+    if not url:
+        return embedded_server_url(data_dir, database)
+    if database == DEFAULT_DATABASE:
+        return url
+    return psycopg.conninfo.make_conninfo(url, dbname=database)
 
 
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
