@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from scrapy.exceptions import DropItem, NotConfigured
 
 from murmur.crawler.items import CursorUpdate, Post
 from murmur.crawler.text import TermMatcher, normalise_text
+from murmur.store.posts import UpsertResult
 
 if TYPE_CHECKING:
     import psycopg
@@ -81,6 +84,12 @@ class StorePipeline:
 
     Batches are flushed when full, when a cursor arrives, and when the spider closes (including
     a SIGTERM shutdown, which Scrapy turns into a graceful close), so nothing is left in memory.
+
+    Writes run on one writer thread, so the reactor keeps downloading and parsing while
+    PostgreSQL merges a batch. One thread keeps them in order: a cursor's transaction always runs
+    after the batches before it, and after a failed batch nothing more is written (a cursor must
+    never pass posts that were not stored). The item that fills a batch waits for its write, which
+    bounds what is held in memory.
     """
 
     def __init__(self, crawler: Crawler, url: str, batch_size: int) -> None:
@@ -91,6 +100,8 @@ class StorePipeline:
         self.conn: psycopg.Connection | None = None
         self.posts: list[Post] = []
         self.cursors: list[tuple[str, str, str]] = []
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="murmur-store")
+        self.failed: BaseException | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StorePipeline:
@@ -109,43 +120,55 @@ class StorePipeline:
         self.conn = connect(self.url)
         migrate(self.conn)
 
-    def close_spider(self) -> None:
+    async def close_spider(self) -> None:
         try:
-            self.flush()
+            await self.flush()
         finally:
+            self.writer.shutdown(wait=True)
             if self.conn is not None:
                 self.conn.close()
                 self.conn = None
 
-    def process_item(self, item: Any) -> Any:
+    async def process_item(self, item: Any) -> Any:
         if isinstance(item, CursorUpdate):
             self.cursors.append((item.source, item.query, item.cursor))
-            self.flush()
+            await self.flush()
         elif isinstance(item, Post):
             self.posts.append(item)
             if len(self.posts) >= self.batch_size:
-                self.flush()
+                await self.flush()
         return item
 
-    def flush(self) -> None:
+    async def flush(self) -> None:
         """Commit the pending posts, then the cursors that follow them, in one transaction."""
         if not self.posts and not self.cursors:
             return
-        from murmur.store.posts import set_cursors, upsert_posts
-
-        assert self.conn is not None, "flush() before open_spider()"
-        started = time.monotonic()
-        with self.conn.transaction():
-            result = upsert_posts(self.conn, self.posts)
-            set_cursors(self.conn, self.cursors)
+        posts, cursors = self.posts, self.cursors
+        self.posts, self.cursors = [], []
+        result, seconds = await asyncio.wrap_future(self.writer.submit(self._write, posts, cursors))
         self.stats.inc_value("murmur/posts/new", result.new)
         self.stats.inc_value("murmur/posts/updated", result.updated)
         self.stats.inc_value("murmur/posts/unchanged", result.unchanged)
         self.stats.inc_value("murmur/store/batches")
-        self.stats.inc_value("murmur/store/seconds", round(time.monotonic() - started, 4))
-        logger.debug(
-            "stored %d posts (%d new, %d updated) and %d cursors in %.3fs",
-            len(self.posts), result.new, result.updated, len(self.cursors), time.monotonic() - started,
-        )
-        self.posts = []
-        self.cursors = []
+        self.stats.inc_value("murmur/store/seconds", round(seconds, 4))
+        logger.debug("stored %d posts (%d new, %d updated) and %d cursors in %.3fs",
+                     len(posts), result.new, result.updated, len(cursors), seconds)
+
+    def _write(self, posts: list[Post], cursors: list[tuple[str, str, str]]) -> tuple[UpsertResult, float]:
+        """On the writer thread: one transaction for a batch and the cursors after it."""
+        from murmur.store.posts import set_cursors, upsert_posts
+
+        if self.failed is not None:
+            raise RuntimeError(f"not written: an earlier batch failed ({self.failed})")
+        assert self.conn is not None, "flush() before open_spider()"
+        started = time.monotonic()
+        try:
+            with self.conn.transaction():
+                result = upsert_posts(self.conn, posts)
+                set_cursors(self.conn, cursors)
+        except Exception as err:
+            self.failed = err
+            self.stats.inc_value("murmur/errors/store")
+            logger.error("could not store %d posts (%s); this crawl stores nothing more", len(posts), err)
+            raise
+        return result, time.monotonic() - started
