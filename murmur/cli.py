@@ -332,13 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
             "murmur status --limit 5")
     p.add_argument("--limit", type=int, default=10, help="how many runs to list (default 10)")
 
-    model = add("model", lambda ctx: EXIT_USAGE, "Train the sentiment model.", "murmur model train --help")
+    model = add("model", lambda ctx: _usage(model), "Train the sentiment model.", "murmur model train --help")
     msub = model.add_subparsers(dest="model_command", metavar="MODEL_COMMAND")
     p = msub.add_parser("train", help="fine-tune murmur's default sentiment model (seeded, reproducible)",
                         formatter_class=fmt, add_help=False,
                         epilog="Example:\n  murmur model train --train ../shared/data/sentiment/train.tsv")
-    p.add_argument("train_args", nargs=argparse.REMAINDER, help="options of the trainer (see --help)")
-    p.set_defaults(func=cmd_model_train)
+    # The trainer's own options (murmur.sentiment.train) pass through untouched: see main().
+    p.set_defaults(func=cmd_model_train, train_args=[])
     return parser
 
 
@@ -352,13 +352,22 @@ def _report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
 
 
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return EXIT_USAGE
+
+
 def _raise_interrupt(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "func", None) is cmd_model_train:
+        args.train_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
