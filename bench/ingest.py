@@ -108,6 +108,7 @@ def crawl_once(server_url: str, tags: list[str], database_url: str, variant: str
         extra["ITEM_PIPELINES"] = {
             "murmur.crawler.pipelines.NormalisePipeline": 100,
             "murmur.crawler.pipelines.MatchTermsPipeline": 200,
+            "murmur.crawler.pipelines.DetectLanguagePipeline": 300,
             PER_ITEM: 900,
         }
     outcome = run_crawl(settings, ["mastodon"], database_url, extra=extra)[0]

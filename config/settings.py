@@ -67,6 +67,10 @@ class ModelSettings:
     name: str = "murmur-minilm-sentiment"
     device: str = "auto"
     max_tokens: int = 8192
+    # Languages `name` scores: empty means the languages its model card declares ("*": all).
+    languages: tuple[str, ...] = ()
+    # Language -> another model for it, e.g. {"ja": "/models/japanese-sentiment"}.
+    routes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,24 @@ def _device(key: str, value: Any) -> str:
     raise _fail(key, value, 'use "auto", "cpu", "cuda", "cuda:N" or "mps"')
 
 
+def _languages(key: str, value: Any) -> tuple[str, ...]:
+    codes = _str_list(key, value)
+    for code in codes:
+        if code != "*" and not re.match(r"^[a-z]{2,3}$", code):
+            raise _fail(key, value, 'use ISO 639-1 codes such as ["en", "zh"], or ["*"] for every language')
+    return codes
+
+
+def _routes(key: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise _fail(key, value, 'use a table of language = "model", e.g. [model.routes] ja = "/models/ja"')
+    routes = {}
+    for lang, ref in value.items():
+        _languages(f"{key}.{lang}", [lang])
+        routes[lang] = _str(f"{key}.{lang}", ref)
+    return routes
+
+
 def _database_url(key: str, value: Any) -> str:
     text = _str(key, value)
     if not text.startswith(("postgresql://", "postgres://")) and "=" not in text:
@@ -183,7 +205,13 @@ _SECTIONS: dict[str, dict[str, Any]] = {
         "autothrottle": _bool,
         "timeout": _non_negative_float,
     },
-    "model": {"name": _str, "device": _device, "max_tokens": _positive_int},
+    "model": {
+        "name": _str,
+        "device": _device,
+        "max_tokens": _positive_int,
+        "languages": _languages,
+        "routes": _routes,
+    },
     "schedule": {"score_interval": parse_duration, "aggregate_interval": parse_duration},
 }
 _SOURCE_KEYS: dict[str, Any] = {

@@ -1,4 +1,5 @@
-"""Item pipelines: normalise -> match terms -> store (batched). One small class per job."""
+"""Item pipelines: normalise -> match terms -> detect language -> store (batched).
+One small class per job."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from scrapy.exceptions import DropItem, NotConfigured
 
 from murmur.crawler.items import CursorUpdate, Post
+from murmur.crawler.language import detect_language
 from murmur.crawler.text import TermMatcher, normalise_text
 from murmur.store.posts import UpsertResult
 
@@ -75,6 +77,24 @@ class MatchTermsPipeline:
         if not item.terms:
             self.stats.inc_value("murmur/posts/dropped/no_term")
             raise DropItem(f"{item.source} {item.source_id}: matches no configured term")
+        return item
+
+
+class DetectLanguagePipeline:
+    """Sets each post's `lang` to the language its text is written in (the platform's own value
+    only when the text is too short to tell), so scoring can route it to a model that covers it."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.stats = crawler.stats
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> DetectLanguagePipeline:
+        return cls(crawler)
+
+    def process_item(self, item: Any) -> Any:
+        if isinstance(item, Post):
+            item.lang = detect_language(item.text, item.lang)
+            self.stats.inc_value(f"murmur/lang/{item.lang or 'unknown'}")
         return item
 
 

@@ -29,6 +29,7 @@ DOWNLOADER_MIDDLEWARES = {
 ITEM_PIPELINES = {
     "murmur.crawler.pipelines.NormalisePipeline": 100,
     "murmur.crawler.pipelines.MatchTermsPipeline": 200,
+    "murmur.crawler.pipelines.DetectLanguagePipeline": 300,
     "murmur.crawler.pipelines.StorePipeline": 900,
 }
 # Posts matching no term are counted in the stats (murmur/posts/dropped/*), not logged one by one.

@@ -122,28 +122,35 @@ def _chosen_sources(settings: Settings, names: Sequence[str]) -> list[str]:
     return list(names)
 
 
-def _load_scorer(settings: Settings) -> Any:
+def scorer_loader(settings: Settings) -> Callable[[str], Any]:
+    """`load(model_ref) -> Scorer`, loading each model once (the default and any language routes)."""
     from murmur.sentiment.model import load
     from murmur.sentiment.scorer import Scorer
 
-    started = time.monotonic()
-    model = load(settings.model.name, settings.model.device)
-    logger.info("model %s loaded on %s in %.1fs", model.model_id, model.device, time.monotonic() - started)
-    return Scorer(model, max_tokens=settings.model.max_tokens)
+    loaded: dict[str, Any] = {}
+
+    def load_scorer(ref: str) -> Any:
+        if ref not in loaded:
+            started = time.monotonic()
+            model = load(ref, settings.model.device)
+            logger.info("model %s loaded on %s in %.1fs", model.model_id, model.device, time.monotonic() - started)
+            loaded[ref] = Scorer(model, max_tokens=settings.model.max_tokens)
+        return loaded[ref]
+
+    return load_scorer
 
 
 def score_all(ctx: Context, conn: Any, limit: int | None = None) -> Any:
-    from murmur.sentiment.worker import score_pending
+    from murmur.sentiment.worker import plan_routes, score_routes
     from murmur.store.runs import finish_run, start_run
     from murmur.store.scores import count_unscored
 
-    scorer = _load_scorer(ctx.settings)
-    model_id = scorer.model.model_id
-    total = count_unscored(conn, model_id)
+    routes = plan_routes(ctx.settings, scorer_loader(ctx.settings))
+    total = sum(count_unscored(conn, r.model_id, r.languages) for r in routes)
     run_id = start_run(conn, "score")
     try:
-        run = score_pending(
-            conn, scorer, model_id=model_id, limit=limit, batch_size=ctx.args.batch_size,
+        run, unscored = score_routes(
+            conn, routes, limit=limit, batch_size=ctx.args.batch_size,
             progress=_progress("scored", min(total, limit) if limit else total),
         )
     except BaseException as err:
@@ -151,9 +158,14 @@ def score_all(ctx: Context, conn: Any, limit: int | None = None) -> Any:
         raise
     finally:
         _end_progress()
+    models = ", ".join(f"{r.model_id} ({'/'.join(r.languages) if r.languages else 'any language'})" for r in routes)
     finish_run(conn, run_id, status="ok", stats={"scored": run.scored, "batches": run.batches,
-                                                 "seconds": round(run.seconds, 2), "model": model_id})
-    print(f"score: {run.scored} posts scored with {model_id} in {run.seconds:.1f}s ({run.per_second:.0f}/s)")
+                                                 "seconds": round(run.seconds, 2), "unscored": unscored,
+                                                 "models": [r.model_id for r in routes]})
+    print(f"score: {run.scored} posts scored with {models} in {run.seconds:.1f}s ({run.per_second:.0f}/s)")
+    if unscored:
+        print(f"score: {unscored} posts left unscored: no configured model covers their language "
+              "(reasons in the unscored_posts table; see model.languages and model.routes)")
     return run
 
 

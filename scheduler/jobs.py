@@ -81,11 +81,11 @@ def score() -> None:
         if not got:
             return
         from murmur.sentiment.model import ModelError
-        from murmur.sentiment.worker import score_pending
+        from murmur.sentiment.worker import score_routes
         from murmur.store.runs import finish_run, start_run
 
         try:
-            scorer = service.scorer()
+            routes = service.routes()
         except ModelError as err:
             # The crawl goes on; posts wait unscored until the model is fixed. Said once, not per run.
             if service.model_error != str(err):
@@ -95,13 +95,14 @@ def score() -> None:
         with service.connect() as conn:
             run_id = start_run(conn, "score")
             try:
-                run = score_pending(conn, scorer, model_id=scorer.model.model_id, stop=service.stopping)
+                run, unscored = score_routes(conn, routes, stop=service.stopping)
             except Exception as err:
                 logger.exception("score: failed")
                 finish_run(conn, run_id, status="failed", error=f"{type(err).__name__}: {err}")
                 return
             status = "interrupted" if run.interrupted else "ok"
-            finish_run(conn, run_id, status=status, stats={"scored": run.scored, "seconds": round(run.seconds, 2)})
+            finish_run(conn, run_id, status=status,
+                       stats={"scored": run.scored, "seconds": round(run.seconds, 2), "unscored": unscored})
             if run.scored:
                 logger.info("score: %d posts in %.1fs", run.scored, run.seconds)
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from murmur.config import Settings
-    from murmur.sentiment.scorer import Scorer
+    from murmur.sentiment.worker import Route
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +72,8 @@ class Service:
         self.config_file = config_file
         self.stopping = threading.Event()
         self.children: set[subprocess.Popen[bytes]] = set()
-        self._scorer: Scorer | None = None
-        self._scorer_lock = threading.Lock()
+        self._routes: list[Route] | None = None
+        self._routes_lock = threading.Lock()
         self.scheduler: Any = None
         self.model_error: str | None = None  # the last model-loading error logged
 
@@ -82,17 +82,16 @@ class Service:
     def connect(self) -> psycopg.Connection:
         return connect(self.database_url)
 
-    def scorer(self) -> Scorer:
-        """The model, loaded once for the life of the service, on first use; raises ModelError."""
-        with self._scorer_lock:
-            if self._scorer is None:
-                from murmur.sentiment.model import load
-                from murmur.sentiment.scorer import Scorer
+    def routes(self) -> list[Route]:
+        """The scoring routes, their models loaded once for the life of the service, on first use;
+        raises ModelError."""
+        with self._routes_lock:
+            if self._routes is None:
+                from murmur.cli import scorer_loader
+                from murmur.sentiment.worker import plan_routes
 
-                model = load(self.settings.model.name, self.settings.model.device)
-                logger.info("model %s loaded on %s", model.model_id, model.device)
-                self._scorer = Scorer(model, max_tokens=self.settings.model.max_tokens)
-            return self._scorer
+                self._routes = plan_routes(self.settings, scorer_loader(self.settings))
+            return self._routes
 
     @contextlib.contextmanager
     def job_lock(self, job: str) -> Iterator[bool]:

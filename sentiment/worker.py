@@ -1,13 +1,18 @@
 """The scoring worker: claim unscored posts, score them, write the scores, in one transaction
-per batch, so a post is never scored twice nor lost when a worker dies mid-batch."""
+per batch, so a post is never scored twice nor lost when a worker dies mid-batch.
+
+Posts are routed by language: each configured model scores the languages it covers, and a post
+in a language none covers is left unscored with the reason recorded (`unscored_posts`), never
+given a made-up neutral.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from murmur.store.scores import claim_unscored, write_scores
@@ -15,6 +20,7 @@ from murmur.store.scores import claim_unscored, write_scores
 if TYPE_CHECKING:
     import psycopg
 
+    from murmur.config import Settings
     from murmur.sentiment.scorer import Scorer
 
 logger = logging.getLogger(__name__)
@@ -32,17 +38,63 @@ class ScoreRun:
         return self.scored / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class Route:
+    """One model and the languages it scores: `languages` None means any language except `skip`
+    (the languages other routes take)."""
+
+    scorer: Scorer
+    languages: tuple[str, ...] | None
+    skip: tuple[str, ...] = field(default=())
+
+    @property
+    def model_id(self) -> str:
+        return self.scorer.model.model_id
+
+
+def model_languages(scorer: Scorer, configured: Sequence[str]) -> tuple[str, ...] | None:
+    """The languages a model scores: the config's list, else its model card's, else all (None)."""
+    languages = tuple(configured) or tuple(getattr(scorer.model, "languages", None) or ())
+    if not languages or "*" in languages:
+        return None
+    return languages
+
+
+def plan_routes(settings: Settings, load_scorer: Callable[[str], Scorer]) -> list[Route]:
+    """The routes the config asks for; `load_scorer(model_ref)` loads (or reuses) a model."""
+    routed = dict(settings.model.routes)
+    routes = [Route(load_scorer(ref), (lang,)) for lang, ref in sorted(routed.items())]
+    default = load_scorer(settings.model.name)
+    languages = model_languages(default, settings.model.languages)
+    if languages is None:
+        routes.append(Route(default, None, tuple(sorted(routed))))
+    else:
+        own = tuple(lang for lang in languages if lang not in routed)
+        if own:
+            routes.append(Route(default, own))
+    return routes
+
+
+def covered_languages(routes: Sequence[Route]) -> list[str] | None:
+    """Every language some route scores (None: all of them)."""
+    if any(r.languages is None for r in routes):
+        return None
+    return sorted({lang for r in routes for lang in r.languages or ()})
+
+
 def score_pending(
     conn: psycopg.Connection,
     scorer: Scorer,
     *,
     model_id: str,
+    languages: Sequence[str] | None = None,
+    skip: Sequence[str] | None = None,
     batch_size: int = 256,
     limit: int | None = None,
     stop: threading.Event | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ScoreRun:
-    """Score every post `model_id` has not scored yet (or `limit` of them), batch by batch.
+    """Score every post `model_id` has not scored yet (in `languages`, not in `skip`), batch by batch.
 
     `stop` is checked between batches: a SIGTERM lets the batch in hand commit, then returns.
     """
@@ -53,7 +105,7 @@ def score_pending(
             return ScoreRun(scored, batches, time.monotonic() - started, interrupted=True)
         want = batch_size if limit is None else min(batch_size, limit - scored)
         with conn.transaction():
-            claimed = claim_unscored(conn, model_id, want)
+            claimed = claim_unscored(conn, model_id, want, languages, skip)
             if not claimed:
                 break
             scores = scorer.score([text for _, text in claimed])
@@ -63,3 +115,38 @@ def score_pending(
         if progress is not None:
             progress(scored)
     return ScoreRun(scored, batches, time.monotonic() - started)
+
+
+def score_routes(
+    conn: psycopg.Connection,
+    routes: Sequence[Route],
+    *,
+    batch_size: int = 256,
+    limit: int | None = None,
+    stop: threading.Event | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[ScoreRun, int]:
+    """Score through every route, then record why the rest stay unscored.
+
+    Returns the combined run and the number of posts no model may score."""
+    from murmur.store.scores import record_unscored
+
+    started = time.monotonic()
+    scored = batches = 0
+    interrupted = False
+    for route in routes:
+        left = None if limit is None else limit - scored
+        if left is not None and left <= 0:
+            break
+        run = score_pending(
+            conn, route.scorer, model_id=route.model_id, languages=route.languages, skip=route.skip,
+            batch_size=batch_size, limit=left, stop=stop,
+            progress=(lambda n, base=scored: progress(base + n)) if progress else None,
+        )
+        scored += run.scored
+        batches += run.batches
+        if run.interrupted:
+            interrupted = True
+            break
+    unscored = record_unscored(conn, covered_languages(routes))
+    return ScoreRun(scored, batches, time.monotonic() - started, interrupted), unscored

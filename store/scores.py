@@ -12,13 +12,36 @@ if TYPE_CHECKING:
 
 # SKIP LOCKED lets several workers (processes, machines) share the queue: each claims rows
 # the others have not locked, and a crashed worker's claim ends with its transaction.
+# `langs` NULL means every language (a model that covers all); otherwise only those.
 _CLAIM = """
 SELECT p.id, p.text
 FROM posts p
 WHERE NOT EXISTS (SELECT 1 FROM sentiment_scores s WHERE s.post_id = p.id AND s.model = %(model)s)
+  AND (%(langs)s::text[] IS NULL OR p.lang = ANY (%(langs)s))
+  AND (%(skip)s::text[] IS NULL OR p.lang IS NULL OR NOT (p.lang = ANY (%(skip)s)))
 ORDER BY p.id
 LIMIT %(limit)s
 FOR UPDATE OF p SKIP LOCKED
+"""
+
+# Posts that no route covers, recorded with why; rows for posts scored since are removed.
+_RECORD_UNSCORED = """
+WITH uncovered AS (
+    SELECT p.id,
+           CASE WHEN p.lang IS NULL THEN 'language could not be detected'
+                ELSE format('no configured model covers language %%L (covered: %%s)', p.lang, %(covered_text)s::text)
+           END AS reason
+    FROM posts p
+    WHERE (p.lang IS NULL OR NOT (p.lang = ANY (%(covered)s::text[])))
+      AND NOT EXISTS (SELECT 1 FROM sentiment_scores s WHERE s.post_id = p.id)
+), recorded AS (
+    INSERT INTO unscored_posts (post_id, reason)
+    SELECT id, reason FROM uncovered
+    ON CONFLICT (post_id) DO UPDATE SET reason = EXCLUDED.reason, recorded_at = now()
+    WHERE unscored_posts.reason IS DISTINCT FROM EXCLUDED.reason
+)
+DELETE FROM unscored_posts u
+WHERE EXISTS (SELECT 1 FROM sentiment_scores s WHERE s.post_id = u.post_id)
 """
 
 _INSERT = """
@@ -28,9 +51,46 @@ ON CONFLICT (post_id, model) DO NOTHING
 """
 
 
-def claim_unscored(conn: psycopg.Connection, model: str, limit: int) -> list[tuple[int, str]]:
-    """Lock up to `limit` posts that `model` has not scored; call inside a transaction."""
-    return [(int(i), t) for i, t in conn.execute(_CLAIM, {"model": model, "limit": limit})]
+def claim_unscored(
+    conn: psycopg.Connection,
+    model: str,
+    limit: int,
+    languages: Sequence[str] | None = None,
+    skip: Sequence[str] | None = None,
+) -> list[tuple[int, str]]:
+    """Lock up to `limit` posts that `model` has not scored, in `languages` (None: any) and not in
+    `skip` (languages routed to other models); call inside a transaction."""
+    params = {
+        "model": model,
+        "limit": limit,
+        "langs": list(languages) if languages is not None else None,
+        "skip": list(skip) if skip else None,
+    }
+    return [(int(i), t) for i, t in conn.execute(_CLAIM, params)]
+
+
+def record_unscored(conn: psycopg.Connection, covered: Sequence[str] | None) -> int:
+    """Record why posts in languages outside `covered` (None: every language is covered) stay
+    unscored; return how many posts are unscored for a reason now."""
+    with conn.transaction():
+        if covered is None:
+            conn.execute(
+                "DELETE FROM unscored_posts u WHERE EXISTS (SELECT 1 FROM posts p WHERE p.id = u.post_id"
+                " AND p.lang IS NOT NULL)"
+            )
+            conn.execute(
+                """
+                INSERT INTO unscored_posts (post_id, reason)
+                SELECT p.id, 'language could not be detected' FROM posts p
+                WHERE p.lang IS NULL AND NOT EXISTS (SELECT 1 FROM sentiment_scores s WHERE s.post_id = p.id)
+                ON CONFLICT (post_id) DO NOTHING
+                """
+            )
+        else:
+            langs = sorted(set(covered))
+            conn.execute(_RECORD_UNSCORED, {"covered": langs, "covered_text": ", ".join(langs) or "none"})
+        row = conn.execute("SELECT count(*) FROM unscored_posts").fetchone()
+    return int(row[0]) if row else 0
 
 
 def write_scores(conn: psycopg.Connection, model: str, post_ids: Sequence[int], scores: Sequence[Score]) -> None:
@@ -43,12 +103,14 @@ def write_scores(conn: psycopg.Connection, model: str, post_ids: Sequence[int], 
         cur.executemany(_INSERT, rows)
 
 
-def count_unscored(conn: psycopg.Connection, model: str) -> int:
+def count_unscored(conn: psycopg.Connection, model: str, languages: Sequence[str] | None = None) -> int:
+    """Posts `model` could score (in `languages`; None: any) and has not."""
     row = conn.execute(
         """
         SELECT count(*) FROM posts p
-        WHERE NOT EXISTS (SELECT 1 FROM sentiment_scores s WHERE s.post_id = p.id AND s.model = %s)
+        WHERE NOT EXISTS (SELECT 1 FROM sentiment_scores s WHERE s.post_id = p.id AND s.model = %(model)s)
+          AND (%(langs)s::text[] IS NULL OR p.lang = ANY (%(langs)s))
         """,
-        (model,),
+        {"model": model, "langs": list(languages) if languages is not None else None},
     ).fetchone()
     return int(row[0]) if row else 0
