@@ -7,6 +7,7 @@ library function, and turns library errors into one line that says what to do ne
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -249,6 +250,71 @@ def cmd_model_train(ctx: Context) -> int:
     return int(train_main(ctx.args.train_args) or 0)
 
 
+def cmd_model_eval(ctx: Context) -> int:
+    from murmur.sentiment.train import evaluate
+
+    scorer = scorer_loader(ctx.settings)(ctx.args.model or ctx.settings.model.name)
+    for path in ctx.args.files:
+        if not Path(path).is_file():
+            raise UserError(f"{path} does not exist; give a label<TAB>text file")
+        result = evaluate(scorer, Path(path)) | {"model": scorer.model.model_id}
+        if ctx.args.format == "json":
+            print(json.dumps(result, ensure_ascii=False))
+            continue
+        labels = list(result["confusion"])
+        print(f"{path}: {result['rows']} rows, model {scorer.model.model_id}"
+              + (" (binary: positive iff P(positive) > P(negative))" if result["binary"] else ""))
+        print(f"  macro recall {result['macro_recall']:.4f}   accuracy {result['accuracy']:.4f}")
+        print("  confusion (rows: true label, columns: predicted)")
+        print("  " + " " * 10 + "".join(f"{lab:>10}" for lab in labels) + f"{'recall':>10}")
+        for truth in labels:
+            cells = "".join(f"{result['confusion'][truth][pred]:>10}" for pred in labels)
+            print(f"  {truth:<10}{cells}{result['recall'].get(truth, 0):>10.3f}")
+    return EXIT_OK
+
+
+def cmd_model_predict(ctx: Context) -> int:
+    from murmur.crawler.language import detect_language
+    from murmur.sentiment.worker import plan_routes
+
+    texts = list(ctx.args.texts)
+    if ctx.args.file:
+        source = sys.stdin if ctx.args.file == "-" else open(ctx.args.file, encoding="utf-8")  # noqa: SIM115
+        with source:
+            texts += [line.rstrip("\n") for line in source if line.strip()]
+    if not texts:
+        raise UserError("give texts to score, or --file F (one text per line; - for standard input)")
+    settings = ctx.settings
+    if ctx.args.model:
+        from dataclasses import replace
+
+        settings = replace(settings, model=replace(settings.model, name=ctx.args.model, routes={}))
+    routes = plan_routes(settings, scorer_loader(settings))
+    langs = [detect_language(t) for t in texts]
+    out: list[dict[str, Any] | None] = [None] * len(texts)
+    for route in routes:
+        mine = [i for i, lang in enumerate(langs) if out[i] is None and _route_takes(route, lang)]
+        for i, score in zip(mine, route.scorer.score([texts[i] for i in mine]), strict=True):
+            out[i] = {"text": texts[i], "lang": langs[i], "label": score.label,
+                      "probabilities": {"negative": round(score.negative, 4), "neutral": round(score.neutral, 4),
+                                        "positive": round(score.positive, 4)},
+                      "model": route.model_id}
+    for i, row in enumerate(out):
+        if row is None:
+            reason = "language could not be detected" if langs[i] is None else \
+                f"no configured model covers language {langs[i]!r}"
+            row = {"text": texts[i], "lang": langs[i], "label": None, "probabilities": None, "model": None,
+                   "unscored": reason}
+        print(json.dumps(row, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _route_takes(route: Any, lang: str | None) -> bool:
+    if route.languages is None:
+        return lang not in route.skip
+    return lang in route.languages
+
+
 def cmd_status(ctx: Context) -> int:
     from murmur.store.runs import recent_runs
 
@@ -346,6 +412,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     model = add("model", lambda ctx: _usage(model), "Train the sentiment model.", "murmur model train --help")
     msub = model.add_subparsers(dest="model_command", metavar="MODEL_COMMAND")
+    p = msub.add_parser("eval", help="macro recall, accuracy and a confusion matrix on labelled files",
+                        description="Score a label<TAB>text file (labels negative/neutral/positive; a file with "
+                        "only negative/positive is binary: positive iff P(positive) > P(negative)).",
+                        formatter_class=fmt, epilog="Example:\n  murmur model eval ../shared/data/sentiment/val.tsv")
+    p.add_argument("files", nargs="+", metavar="FILE.tsv")
+    p.add_argument("--model", help="a model name, path or hub id (default: model.name)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_model_eval)
+    p = msub.add_parser("predict", help="score texts; JSON lines out (text, lang, label, probabilities, model)",
+                        description="Score the texts given, or one text per line of --file, routed by "
+                        "detected language like `murmur score`; prints one JSON object per text.",
+                        formatter_class=fmt,
+                        epilog='Example:\n  murmur model predict "I love RedNote" "小红书太好玩了"')
+    p.add_argument("texts", nargs="*", metavar="TEXT")
+    p.add_argument("--file", metavar="F", help="one text per line (- for standard input)")
+    p.add_argument("--model", help="a model name, path or hub id for every language (default: the config)")
+    p.set_defaults(func=cmd_model_predict)
     p = msub.add_parser("train", help="fine-tune murmur's default sentiment model (seeded, reproducible)",
                         formatter_class=fmt, add_help=False,
                         epilog="Example:\n  murmur model train --train ../shared/data/sentiment/train.tsv")
