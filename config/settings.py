@@ -67,6 +67,7 @@ class ModelSettings:
     name: str = "murmur-minilm-sentiment"
     device: str = "auto"
     max_tokens: int = 8192
+    threads: int = 0  # torch CPU threads; 0: torch's default (one per core)
     # Languages `name` scores: empty means the languages its model card declares ("*": all).
     languages: tuple[str, ...] = ()
     # Language -> another model for it, e.g. {"ja": "/models/japanese-sentiment"}.
@@ -120,6 +121,14 @@ def _positive_int(key: str, value: Any) -> int:
     if isinstance(value, str) and value.strip().isdigit() and int(value) > 0:
         return int(value)
     raise _fail(key, value, "use a whole number above 0")
+
+
+def _non_negative_int(key: str, value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise _fail(key, value, "use a whole number, 0 or more")
 
 
 def _non_negative_float(key: str, value: Any) -> float:
@@ -209,6 +218,7 @@ _SECTIONS: dict[str, dict[str, Any]] = {
         "name": _str,
         "device": _device,
         "max_tokens": _positive_int,
+        "threads": _non_negative_int,
         "languages": _languages,
         "routes": _routes,
     },

@@ -129,6 +129,10 @@ def scorer_loader(settings: Settings) -> Callable[[str], Any]:
     from murmur.sentiment.scorer import Scorer
 
     loaded: dict[str, Any] = {}
+    if settings.model.threads:
+        import torch
+
+        torch.set_num_threads(settings.model.threads)
 
     def load_scorer(ref: str) -> Any:
         if ref not in loaded:
