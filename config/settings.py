@@ -64,7 +64,7 @@ class SourceSettings:
 
 @dataclass(frozen=True)
 class ModelSettings:
-    name: str = "murmur-minilm-sentiment"
+    name: str = "murmur-e5-sentiment"
     device: str = "auto"
     max_tokens: int = 8192
     threads: int = 0  # torch CPU threads; 0: torch's default (one per core)

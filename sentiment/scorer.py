@@ -62,7 +62,9 @@ class Scorer:
         if not texts:
             return []
         tok = self.model.tokenizer
-        encoded = tok(list(texts), truncation=True, max_length=self.max_length)
+        prefix = self.model.prefix  # e.g. e5's "query: ": part of the model, so callers pass raw texts
+        encoded = tok([prefix + t for t in texts] if prefix else list(texts), truncation=True,
+                      max_length=self.max_length)
         ids: list[list[int]] = encoded["input_ids"]
         results: list[Score | None] = [None] * len(ids)
         with torch.inference_mode():

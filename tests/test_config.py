@@ -16,7 +16,7 @@ def test_defaults_track_the_shipped_topic() -> None:
     assert s.database.url is None  # the embedded server
     assert s.sources["mastodon"].enabled and s.sources["mastodon"].instances
     assert s.sources["mastodon"].interval == 900.0
-    assert s.model.name == "murmur-minilm-sentiment" and s.model.device == "auto"
+    assert s.model.name == "murmur-e5-sentiment" and s.model.device == "auto"
 
 
 def test_user_file_then_environment_override_defaults(tmp_path: Path) -> None:
