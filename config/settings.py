@@ -25,6 +25,7 @@ ENV_ALIASES = {
     "MURMUR_DATA_DIR": ("database", "data_dir"),
     "MURMUR_MODEL_NAME": ("model", "name"),
     "MURMUR_MODEL_DEVICE": ("model", "device"),
+    "MURMUR_MODEL_QUANTIZE": ("model", "quantize"),
 }
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
@@ -68,6 +69,8 @@ class ModelSettings:
     device: str = "auto"
     max_tokens: int = 8192
     threads: int = 0  # torch CPU threads; 0: torch's default (one per core)
+    # int8 on the CPU: "auto" where the model card records int8 within 0.5 points of float32.
+    quantize: str = "auto"
     # Languages `name` scores: empty means the languages its model card declares ("*": all).
     languages: tuple[str, ...] = ()
     # Language -> another model for it, e.g. {"ja": "/models/japanese-sentiment"}.
@@ -121,6 +124,16 @@ def _positive_int(key: str, value: Any) -> int:
     if isinstance(value, str) and value.strip().isdigit() and int(value) > 0:
         return int(value)
     raise _fail(key, value, "use a whole number above 0")
+
+
+def _choice(*allowed: str) -> Any:
+    def convert(key: str, value: Any) -> str:
+        text = _str(key, value).lower()
+        if text in allowed:
+            return text
+        raise _fail(key, value, "use " + ", ".join(f'"{a}"' for a in allowed))
+
+    return convert
 
 
 def _non_negative_int(key: str, value: Any) -> int:
@@ -219,6 +232,7 @@ _SECTIONS: dict[str, dict[str, Any]] = {
         "device": _device,
         "max_tokens": _positive_int,
         "threads": _non_negative_int,
+        "quantize": _choice("auto", "int8", "none"),
         "languages": _languages,
         "routes": _routes,
     },

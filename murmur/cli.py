@@ -137,12 +137,19 @@ def scorer_loader(settings: Settings) -> Callable[[str], Any]:
     def load_scorer(ref: str) -> Any:
         if ref not in loaded:
             started = time.monotonic()
-            model = load(ref, settings.model.device)
+            model = _maybe_int8(load(ref, settings.model.device), settings.model.quantize)
             logger.info("model %s loaded on %s in %.1fs", model.model_id, model.device, time.monotonic() - started)
             loaded[ref] = Scorer(model, max_tokens=settings.model.max_tokens)
         return loaded[ref]
 
     return load_scorer
+
+
+def _maybe_int8(model: Any, quantize: str) -> Any:
+    """The model in int8 when model.quantize asks for it (see `wants_int8`)."""
+    from murmur.sentiment.quantize import quantize_int8, wants_int8
+
+    return quantize_int8(model) if wants_int8(model, quantize) else model
 
 
 def score_all(ctx: Context, conn: Any, limit: int | None = None) -> Any:
