@@ -237,9 +237,15 @@ def cmd_run(ctx: Context) -> int:
     with ctx.connect() as conn:
         score_all(ctx, conn)
         aggregate_all(conn)
-    ctx.args.by, ctx.args.model, ctx.args.since, ctx.args.until = "day", None, None, None
-    ctx.args.term, ctx.args.source, ctx.args.format = [], [], "table"
+    use_report_defaults(ctx.args)
     return cmd_report(ctx)
+
+
+def use_report_defaults(args: argparse.Namespace) -> None:
+    """`murmur report`'s defaults, for commands that end with a report (run --once, demo)."""
+    defaults = build_parser().parse_args(["report"])
+    for name in ("by", "model", "since", "until", "term", "source", "format"):
+        setattr(args, name, getattr(defaults, name))
 
 
 def cmd_serve(ctx: Context) -> int:
@@ -304,7 +310,7 @@ def cmd_model_predict(ctx: Context) -> int:
     langs = [detect_language(t) for t in texts]
     out: list[dict[str, Any] | None] = [None] * len(texts)
     for route in routes:
-        mine = [i for i, lang in enumerate(langs) if out[i] is None and _route_takes(route, lang)]
+        mine = [i for i, lang in enumerate(langs) if out[i] is None and route.takes(lang)]
         for i, score in zip(mine, route.scorer.score([texts[i] for i in mine]), strict=True):
             out[i] = {"text": texts[i], "lang": langs[i], "label": score.label,
                       "probabilities": {"negative": round(score.negative, 4), "neutral": round(score.neutral, 4),
@@ -318,12 +324,6 @@ def cmd_model_predict(ctx: Context) -> int:
                    "unscored": reason}
         print(json.dumps(row, ensure_ascii=False))
     return EXIT_OK
-
-
-def _route_takes(route: Any, lang: str | None) -> bool:
-    if route.languages is None:
-        return lang not in route.skip
-    return lang in route.languages
 
 
 def cmd_status(ctx: Context) -> int:

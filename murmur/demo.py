@@ -48,7 +48,7 @@ def _reset_demo_database(ctx: Context) -> str:
 def run_demo(ctx: Context) -> int:
     from dataclasses import replace
 
-    from murmur.cli import EXIT_OK, aggregate_all, cmd_report, score_all
+    from murmur.cli import EXIT_OK, aggregate_all, cmd_report, score_all, use_report_defaults
     from murmur.crawler.replay import ReplayServer, load_recorded
     from murmur.crawler.runner import run_crawl
     from murmur.store.db import connect
@@ -75,8 +75,7 @@ def run_demo(ctx: Context) -> int:
         migrate(conn)
         score_all(ctx, conn)
         aggregate_all(conn)
-    ctx.args.by, ctx.args.model, ctx.args.since, ctx.args.until = "day", None, None, None
-    ctx.args.term, ctx.args.source, ctx.args.format = [], [], "table"
+    use_report_defaults(ctx.args)
     print(f"demo: trend report (posts and mean sentiment per day, term and source), "
           f"{time.monotonic() - started:.0f}s so far\n")
     cmd_report(ctx, DEMO_DATABASE)

@@ -51,6 +51,12 @@ class Route:
     def model_id(self) -> str:
         return self.scorer.model.model_id
 
+    def takes(self, lang: str | None) -> bool:
+        """Whether this route scores a post in `lang` (the claim query's rule, for texts in memory)."""
+        if self.languages is None:
+            return lang not in self.skip
+        return lang in self.languages
+
 
 def model_languages(scorer: Scorer, configured: Sequence[str]) -> tuple[str, ...] | None:
     """The languages a model scores: the config's list, else its model card's, else all (None)."""

@@ -66,7 +66,24 @@ def claim_unscored(
         "langs": list(languages) if languages is not None else None,
         "skip": list(skip) if skip else None,
     }
-    return [(int(i), t) for i, t in conn.execute(_CLAIM, params)]
+    while True:
+        claimed = [(int(i), t) for i, t in conn.execute(_CLAIM, params)]
+        if not claimed:
+            return []
+        # Under READ COMMITTED the NOT EXISTS above is judged on the statement's snapshot: a post
+        # another worker scored and committed while this statement waited is still "unscored" here,
+        # and its row lock is free by then, so SKIP LOCKED does not skip it. Locking it means the
+        # other worker has committed, so a new statement sees its scores: drop those posts.
+        done = {
+            row[0]
+            for row in conn.execute(
+                "SELECT post_id FROM sentiment_scores WHERE model = %s AND post_id = ANY (%s)",
+                (model, [post_id for post_id, _ in claimed]),
+            )
+        }
+        fresh = [(post_id, text) for post_id, text in claimed if post_id not in done]
+        if fresh:
+            return fresh
 
 
 def record_unscored(conn: psycopg.Connection, covered: Sequence[str] | None) -> int:

@@ -77,10 +77,12 @@ def test_two_workers_share_the_load_and_score_nothing_twice(conn: psycopg.Connec
                                                            scorer: Scorer) -> None:
     add_posts(conn, [(f"RedNote post number {i}, {'great' if i % 2 else 'terrible'}", "en") for i in range(400)])
     counts: list[int] = []
+    both_connected = threading.Barrier(2, timeout=60)
 
     def worker() -> None:
         with connect(db_url) as c:
-            counts.append(score_pending(c, scorer, model_id=scorer.model.model_id, batch_size=32).scored)
+            both_connected.wait()  # so neither drains the queue before the other has started
+            counts.append(score_pending(c, scorer, model_id=scorer.model.model_id, batch_size=16).scored)
 
     threads = [threading.Thread(target=worker) for _ in range(2)]
     for t in threads:
