@@ -36,6 +36,17 @@ def murmur_settings(crawler: Crawler) -> Settings:
     return settings
 
 
+def database_url(crawler: Crawler) -> str:
+    """The database a crawl writes to: handed in by `murmur crawl`, else the config's (embedded by default)."""
+    url = crawler.settings.get("MURMUR_DATABASE_URL")
+    if url:
+        return str(url)
+    from murmur.store.db import resolve_url
+
+    settings = murmur_settings(crawler)
+    return resolve_url(settings.database.url, settings.database.data_dir)
+
+
 class NormalisePipeline:
     """Unicode NFC, invisible characters out, whitespace folded; a post with no text is dropped."""
 
@@ -125,13 +136,7 @@ class StorePipeline:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StorePipeline:
-        url = crawler.settings.get("MURMUR_DATABASE_URL")
-        if not url:
-            from murmur.store.db import resolve_url
-
-            settings = murmur_settings(crawler)
-            url = resolve_url(settings.database.url, settings.database.data_dir)
-        return cls(crawler, url, crawler.settings.getint("MURMUR_BATCH_SIZE", 500))
+        return cls(crawler, database_url(crawler), crawler.settings.getint("MURMUR_BATCH_SIZE", 500))
 
     def open_spider(self) -> None:
         from murmur.store.db import connect

@@ -21,6 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
+
 from murmur.store.db import connect
 from murmur.store.migrate import migrate
 
@@ -41,24 +44,14 @@ def sqlalchemy_url(database_url: str) -> str:
     return database_url
 
 
-def _scheduler_class() -> type:
-    from apscheduler.schedulers.background import BackgroundScheduler
-    from apscheduler.schedulers.base import STATE_RUNNING
-
-    class Scheduler(BackgroundScheduler):  # type: ignore[misc]
-        def _process_jobs(self) -> float | None:
-            # APScheduler 3 runs one more round after shutdown() (its loop wakes on the shutdown
-            # event), submits due jobs to the executor it just shut down, and logs "cannot schedule
-            # new futures after shutdown" with a traceback. Only a running scheduler starts jobs.
-            if self.state != STATE_RUNNING:
-                return None
-            return super()._process_jobs()  # type: ignore[no-any-return]
-
-    return Scheduler
-
-
-def _Scheduler(**kwargs: Any) -> Any:  # noqa: N802 - reads as the class it builds
-    return _scheduler_class()(**kwargs)
+class _Scheduler(BackgroundScheduler):  # type: ignore[misc]
+    def _process_jobs(self) -> float | None:
+        # APScheduler 3 runs one more round after shutdown() (its loop wakes on the shutdown event),
+        # submits due jobs to the executor it just shut down, and logs "cannot schedule new futures
+        # after shutdown" with a traceback. Only a running scheduler starts jobs.
+        if self.state != STATE_RUNNING:
+            return None
+        return super()._process_jobs()  # type: ignore[no-any-return]
 
 
 class Service:

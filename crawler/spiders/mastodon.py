@@ -26,7 +26,7 @@ from twisted.internet.error import ConnectionRefusedError, DNSLookupError, TCPTi
 from murmur.crawler.items import CursorUpdate
 from murmur.crawler.parsers import ParseError
 from murmur.crawler.parsers.mastodon import parse_timeline
-from murmur.crawler.pipelines import murmur_settings
+from murmur.crawler.pipelines import database_url, murmur_settings
 from murmur.crawler.text import term_to_tag
 
 if TYPE_CHECKING:
@@ -64,7 +64,6 @@ class MastodonSpider(scrapy.Spider):
         instances: list[str] | str | None = None,
         tags: list[str] | str | None = None,
         max_pages: int | str = 10,
-        database_url: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -72,7 +71,6 @@ class MastodonSpider(scrapy.Spider):
         self.instances = [i.rstrip("/") for i in _as_list(instances)]
         self.tags = [t.lstrip("#") for t in _as_list(tags)]
         self.max_pages = int(max_pages)
-        self.database_url = database_url
         self.failures: dict[str, str] = {}
 
     @classmethod
@@ -83,7 +81,6 @@ class MastodonSpider(scrapy.Spider):
             kwargs.setdefault("instances", list(source.instances))
             kwargs.setdefault("tags", list(source.tags) or [term_to_tag(t) for t in settings.terms])
             kwargs.setdefault("max_pages", source.max_pages)
-        kwargs.setdefault("database_url", crawler.settings.get("MURMUR_DATABASE_URL"))
         return super().from_crawler(crawler, *args, **kwargs)
 
     async def start(self) -> AsyncIterator[Any]:
@@ -98,11 +95,9 @@ class MastodonSpider(scrapy.Spider):
                     yield self._request(instance, tag, {}, mode="backward", page=1)
 
     def _stored_cursors(self) -> dict[str, str]:
-        from murmur.store.db import connect, resolve_url
+        from murmur.store.db import connect
 
-        settings = murmur_settings(self.crawler)
-        url = self.database_url or resolve_url(settings.database.url, settings.database.data_dir)
-        with connect(url) as conn:
+        with connect(database_url(self.crawler)) as conn:
             rows = conn.execute("SELECT query, cursor FROM crawl_state WHERE source = %s", (self.name,))
             return {query: cursor for query, cursor in rows}
 
