@@ -16,7 +16,7 @@ from typing import Any
 
 # Sources murmur has a spider for. A key under [sources] that is not here is a typo or a
 # source from a newer murmur; either way the user is told which names exist.
-KNOWN_SOURCES = ("mastodon",)
+KNOWN_SOURCES = ("mastodon", "bluesky", "reddit", "lemmy", "hackernews", "youtube", "rss")
 
 # Environment variables with a name of their own (the issues fix these names). Any other key
 # is reachable as MURMUR_<SECTION>__<KEY>, e.g. MURMUR_SOURCES__MASTODON__MAX_PAGES=3.
@@ -61,6 +61,12 @@ class SourceSettings:
     max_pages: int = 10
     download_delay: float = 1.0
     concurrency: int = 1
+    # Keys only some sources take (see _SOURCE_ONLY_KEYS): feed URLs (rss) or URIs (bluesky),
+    # accounts to follow (bluesky handles), subreddits, and whether to fetch comments too.
+    feeds: tuple[str, ...] = ()
+    accounts: tuple[str, ...] = ()
+    subreddits: tuple[str, ...] = ()
+    comments: bool = False
 
 
 @dataclass(frozen=True)
@@ -250,6 +256,20 @@ _SOURCE_KEYS: dict[str, Any] = {
 }
 
 
+# Keys that only the named sources take; any other source refuses them as unknown keys.
+_SOURCE_ONLY_KEYS: dict[str, dict[str, Any]] = {
+    "bluesky": {"accounts": _str_list, "feeds": _str_list},
+    "reddit": {"subreddits": _str_list, "comments": _bool},
+    "youtube": {"comments": _bool},
+    "rss": {"feeds": _url_list},
+}
+
+
+def source_keys(name: str) -> dict[str, Any]:
+    """(key -> converter) a `[sources.<name>]` table accepts."""
+    return {**_SOURCE_KEYS, **_SOURCE_ONLY_KEYS.get(name, {})}
+
+
 def _convert_section(prefix: str, raw: Any, spec: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise _fail(prefix, raw, f"use a [{prefix}] table")
@@ -357,7 +377,7 @@ def build_settings(raw: dict[str, Any]) -> Settings:
             raise ConfigError(
                 f"unknown source 'sources.{name}'; available sources: {', '.join(KNOWN_SOURCES)}"
             )
-        values = _convert_section(f"sources.{name}", table, _SOURCE_KEYS)
+        values = _convert_section(f"sources.{name}", table, source_keys(name))
         source = SourceSettings(name=name, **values)
         if name == "mastodon" and source.enabled and not source.instances:
             raise ConfigError(

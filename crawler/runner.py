@@ -35,11 +35,21 @@ _KEPT_STATS = (
 )
 
 
+# Source name -> "module:class" of its spider; imported only when a crawl needs it.
+SPIDERS = {
+    "mastodon": "murmur.crawler.spiders.mastodon:MastodonSpider",
+}
+
+
 def spider_classes() -> dict[str, type]:
     """Source name -> spider class."""
-    from murmur.crawler.spiders.mastodon import MastodonSpider
+    import importlib
 
-    return {"mastodon": MastodonSpider}
+    classes = {}
+    for name, ref in SPIDERS.items():
+        module, _, attr = ref.partition(":")
+        classes[name] = getattr(importlib.import_module(module), attr)
+    return classes
 
 
 @dataclass
