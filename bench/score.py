@@ -168,7 +168,7 @@ def run_variant(
             return {"variant": variant, "skipped": f"no int8 on {sm.device.type}"}
         sm = quantize_int8(sm)
     load_seconds = time.perf_counter() - started
-    scorer = Scorer(sm, max_tokens=load_settings(environ={}).model.max_tokens)
+    scorer = Scorer(sm, max_tokens=load_settings(environ={}).model.max_tokens or None)
     seen = scorer_input(scorer, texts[0]) if texts else ""
     prefix = seen[: len(seen) - len(texts[0])] if texts else ""
     if variant.startswith("scorer"):

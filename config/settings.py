@@ -73,7 +73,7 @@ class SourceSettings:
 class ModelSettings:
     name: str = "murmur-e5-sentiment"
     device: str = "auto"
-    max_tokens: int = 8192
+    max_tokens: int = 0  # padded tokens per batch; 0: by device (scorer.default_max_tokens)
     threads: int = 0  # torch CPU threads; 0: torch's default (one per core)
     # int8 on the CPU: "auto" where the model card records int8 within 0.5 points of float32.
     quantize: str = "auto"
@@ -236,7 +236,7 @@ _SECTIONS: dict[str, dict[str, Any]] = {
     "model": {
         "name": _str,
         "device": _device,
-        "max_tokens": _positive_int,
+        "max_tokens": _non_negative_int,
         "threads": _non_negative_int,
         "quantize": _choice("auto", "int8", "none"),
         "languages": _languages,

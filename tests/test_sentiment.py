@@ -201,3 +201,26 @@ def test_hub_id_that_cannot_be_fetched_says_how_to_fix_it(monkeypatch: pytest.Mo
     monkeypatch.setattr(socket.socket, "connect", _no_network)
     with pytest.raises(ModelError, match="not available offline.*set model.name"):
         load("murmur-tests/no-such-model", device="cpu")
+
+
+def test_batch_budget_follows_the_device_unless_given(model: SentimentModel) -> None:
+    from murmur.sentiment.scorer import CPU_MAX_TOKENS, GPU_MAX_TOKENS, default_max_tokens
+
+    assert Scorer(model).max_tokens == default_max_tokens(model.device) == CPU_MAX_TOKENS == 2048
+    assert default_max_tokens(torch.device("cuda")) == default_max_tokens(torch.device("mps")) == GPU_MAX_TOKENS
+    assert Scorer(model, max_tokens=64).max_tokens == 64
+    with pytest.raises(ValueError, match="max_tokens"):
+        Scorer(model, max_tokens=0)
+
+
+def test_half_precision_only_on_cuda(model: SentimentModel) -> None:
+    from murmur.sentiment.model import inference_dtype
+
+    assert inference_dtype(torch.device("cpu")) == inference_dtype(torch.device("mps")) == torch.float32
+    assert next(model.model.parameters()).dtype == torch.float32
+    if torch.cuda.is_available():  # the GPU path, where there is one
+        assert inference_dtype(torch.device("cuda")) in (torch.bfloat16, torch.float16)
+        gpu = load(BUILTIN_NAME, device="cuda")
+        scores = Scorer(gpu).score(["I love it", "这家店太差了"])
+        assert [s.label for s in scores] == ["positive", "negative"]
+        assert all(abs(s.negative + s.neutral + s.positive - 1) < 1e-3 for s in scores)
