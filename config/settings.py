@@ -384,6 +384,11 @@ def build_settings(raw: dict[str, Any]) -> Settings:
                 "config key 'sources.mastodon.instances' is empty; list at least one instance URL, "
                 'e.g. instances = ["https://mastodon.social"], or set sources.mastodon.enabled = false'
             )
+        if name == "lemmy" and source.enabled and not source.instances:
+            raise ConfigError(
+                "config key 'sources.lemmy.instances' is empty; list at least one instance URL, "
+                'e.g. instances = ["https://lemmy.world"], or set sources.lemmy.enabled = false'
+            )
         sources[name] = source
 
     return Settings(

@@ -38,6 +38,12 @@ _KEPT_STATS = (
 # Source name -> "module:class" of its spider; imported only when a crawl needs it.
 SPIDERS = {
     "mastodon": "murmur.crawler.spiders.mastodon:MastodonSpider",
+    "bluesky": "murmur.crawler.spiders.bluesky:BlueskySpider",
+    "rss": "murmur.crawler.spiders.rss:RssSpider",
+    "hackernews": "murmur.crawler.spiders.hackernews:HackerNewsSpider",
+    "lemmy": "murmur.crawler.spiders.lemmy:LemmySpider",
+    "reddit": "murmur.crawler.spiders.reddit:RedditSpider",
+    "youtube": "murmur.crawler.spiders.youtube:YouTubeSpider",
 }
 
 

@@ -532,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides.setdefault("database", {})["url"] = args.database_url
     if args.data_dir:
         overrides.setdefault("database", {})["data_dir"] = str(args.data_dir)
-    from murmur.sentiment.model import ModelError
+    from murmur.sentiment.errors import ModelError  # not .model: that would load torch for every command
     from murmur.store.db import DatabaseError
 
     try:

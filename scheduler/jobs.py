@@ -80,7 +80,7 @@ def score() -> None:
     with service.job_lock("score") as got:
         if not got:
             return
-        from murmur.sentiment.model import ModelError
+        from murmur.sentiment.errors import ModelError
         from murmur.sentiment.worker import score_routes
         from murmur.store.runs import finish_run, start_run
 

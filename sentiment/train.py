@@ -460,7 +460,7 @@ def train_e5(
         raise ModelError("the e5 recipe chooses its head on validation data; give --val or --zh")
 
     base_path = base_model_path(E5_BASE, out_dir)
-    model, tokenizer = build_mean_pooled(base_path, len(LABELS), normalize=False)
+    model, tokenizer = build_mean_pooled(base_path, len(LABELS), normalize=False, e5_packed=True)
     model.eval()
 
     def embed(rows: list[tuple[str, str]], what: str) -> torch.Tensor:

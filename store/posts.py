@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
@@ -79,6 +81,33 @@ FROM merged
 """
 
 
+# PostgreSQL stores neither NUL (text and jsonb refuse it) nor half a UTF-16 surrogate pair (not valid
+# UTF-8); one such character anywhere in a batch would make the whole batch fail. Platforms do send them
+# (a NUL in a title, an emoji cut in half by a length limit), so they are removed here, for every source.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_UNSTORABLE_JSON = re.compile(r"\\u0000|\\ud[89a-f]", re.IGNORECASE)  # the same, as json.dumps escapes them
+
+
+def storable(value: Any) -> Any:
+    """`value` with NUL and lone surrogates removed from every string in it (dicts and lists walked)."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("", value) if _UNSTORABLE.search(value) else value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
+
+
+def _raw(raw: dict[str, Any]) -> Jsonb | None:
+    if not raw:
+        return None
+    dumped = json.dumps(raw, default=str)
+    if _UNSTORABLE_JSON.search(dumped):  # rare: walk the record only then
+        dumped = json.dumps(storable(raw), default=str)
+    return Jsonb(raw, dumps=lambda _: dumped)
+
+
 def upsert_posts(conn: psycopg.Connection, posts: Sequence[Post]) -> UpsertResult:
     """Insert or update `posts` in one round trip; the caller owns the transaction."""
     if not posts:
@@ -92,18 +121,18 @@ def upsert_posts(conn: psycopg.Connection, posts: Sequence[Post]) -> UpsertResul
                     (
                         seq,
                         post.source,
-                        post.source_id,
-                        post.url,
-                        post.author,
-                        post.text,
+                        storable(post.source_id),
+                        storable(post.url),
+                        storable(post.author),
+                        storable(post.text),
                         post.lang,
                         post.created_at,
-                        list(post.terms),
-                        list(post.tags),
+                        storable(list(post.terms)),
+                        storable(list(post.tags)),
                         metrics.get("replies"),
                         metrics.get("reposts"),
                         metrics.get("likes"),
-                        Jsonb(post.raw) if post.raw else None,
+                        _raw(post.raw),
                     )
                 )
         row = cur.execute(_MERGE).fetchone()

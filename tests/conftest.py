@@ -72,6 +72,15 @@ def murmur_env(db_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def only_sources(*names: str) -> str:
+    """TOML that turns off every source the shipped config enables, except `names`: a test's config
+    then crawls only its local server, never the real platforms."""
+    from murmur.config import load_settings
+
+    others = [s.name for s in load_settings(environ={}).enabled_sources() if s.name not in names]
+    return "".join(f"\n[sources.{name}]\nenabled = false\n" for name in others)
+
+
 def run_murmur(*args: str, db_url: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a child process (a Scrapy reactor cannot restart inside pytest)."""
     return subprocess.run(

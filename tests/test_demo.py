@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from murmur.crawler.replay import ReplayServer, load_recorded
-from tests.conftest import run_murmur
+from tests.conftest import only_sources, run_murmur
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def test_run_once_crawls_scores_aggregates_and_reports(tmp_path: Path, db_url: s
         config = tmp_path / "murmur.toml"
         config.write_text(
             f'[sources.mastodon]\ninstances = [{json.dumps(server.url)}]\ntags = ["rednote", "小红书"]\n'
-            "download_delay = 0\n"
+            "download_delay = 0\n" + only_sources("mastodon")
         )
         result = run_murmur("--config", str(config), "run", "--once", db_url=db_url, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -110,6 +110,31 @@ def test_packed_table_follows_the_model_dtype() -> None:
     assert table.to(torch.bfloat16)(torch.tensor([1])).dtype == torch.bfloat16
 
 
+def test_sentencepiece_tokenizer_gives_the_fast_tokenizers_ids(checkpoint: Path) -> None:
+    from murmur.sentiment.spm import SentencePieceTokenizer
+    from murmur.sentiment.train import read_tsv
+
+    fast = AutoTokenizer.from_pretrained(str(checkpoint), local_files_only=True)
+    spm = e5.load_scoring_tokenizer(checkpoint)
+    assert isinstance(spm, SentencePieceTokenizer) and len(spm) == len(fast)
+    samples = Path(__file__).parent / "fixtures" / "sentiment"
+    texts = [t for f in ("val_sample.tsv", "zh_sample.tsv") for _, t in read_tsv(samples / f)]
+    texts += [t for t in TEXTS if t.strip()]
+    queries = ["query: " + t for t in texts]
+    assert spm(queries, truncation=True, max_length=128)["input_ids"] == fast(
+        queries, truncation=True, max_length=128)["input_ids"]
+    long = "RedNote " * 300
+    assert spm(long, truncation=True, max_length=16)["input_ids"] == fast(long, truncation=True, max_length=16)[
+        "input_ids"]
+    # Where they differ, on purpose: a typed "<s>" stays text, and trailing spaces add no piece.
+    assert 0 not in spm("query: <s> hi")["input_ids"][1:]
+    assert spm("query: hi  ")["input_ids"] == spm("query: hi")["input_ids"]
+    batch = spm(["query: a", "query: a longer one"], padding=True, return_tensors="pt")
+    assert batch["input_ids"].shape == batch["attention_mask"].shape and batch["input_ids"][0, -1] == 1
+    assert batch["attention_mask"][0].tolist() == [1] * len(spm("query: a")["input_ids"]) + [0] * (
+        batch["input_ids"].shape[1] - len(spm("query: a")["input_ids"]))
+
+
 def test_tokenizer_pads_with_pad_and_wraps_in_s_tokens(checkpoint: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(str(checkpoint), local_files_only=True)
     ids = tokenizer(["query: hi", "query: a longer text here"], padding=True)["input_ids"]

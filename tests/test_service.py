@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from murmur.crawler.replay import ReplayServer, generate_statuses
-from tests.conftest import REPO, murmur_env
+from tests.conftest import REPO, murmur_env, only_sources
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +57,7 @@ download_delay = 0.25
 [schedule]
 score_interval = "1s"
 aggregate_interval = "1s"
-"""
+""" + only_sources("mastodon")
         )
         log = tmp_path / "serve.log"
         service = start_service(config, db_url, log)
@@ -107,7 +107,7 @@ download_delay = 0
 [schedule]
 score_interval = "1h"
 aggregate_interval = "1h"
-"""
+""" + only_sources("mastodon")
     )
     log = tmp_path / "serve.log"
     service = start_service(config, db_url, log)

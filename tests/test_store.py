@@ -70,6 +70,17 @@ def test_upsert_is_idempotent_and_counts_new_updated_unchanged(conn: psycopg.Con
     assert conn.execute("SELECT likes FROM posts WHERE source_id LIKE '%/0'").fetchone() == (7,)
 
 
+def test_nul_and_half_surrogates_are_dropped_not_fatal_to_the_batch(conn: psycopg.Connection) -> None:
+    bad = make_post(1, text="RedNote\x00 is fun \ud83d")  # a NUL, and an emoji cut in half
+    bad.author = "nul\x00author"
+    bad.raw = {"title": "a\x00b", "nested": [{"s": "x\udc00y"}], "ok": "小红书 😀"}
+    with conn.transaction():
+        result = upsert_posts(conn, [make_post(0), bad, make_post(2)])
+    assert result.new == 3
+    row = conn.execute("SELECT text, author, raw FROM posts WHERE source_id LIKE '%/1'").fetchone()
+    assert row == ("RedNote is fun ", "nulauthor", {"title": "ab", "nested": [{"s": "xy"}], "ok": "小红书 😀"})
+
+
 def test_the_same_post_twice_in_one_batch_is_stored_once_with_both_terms(conn: psycopg.Connection) -> None:
     a = make_post(1, terms=["RedNote"])
     b = make_post(1, terms=["RedNote"])

@@ -14,19 +14,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import scrapy
-from scrapy.exceptions import (
-    CannotResolveHostError,
-    DownloadConnectionRefusedError,
-    DownloadTimeoutError,
-    IgnoreRequest,
-)
 from scrapy.spidermiddlewares.httperror import HttpError
-from twisted.internet.error import ConnectionRefusedError, DNSLookupError, TCPTimedOutError, TimeoutError
 
 from murmur.crawler.items import CursorUpdate
 from murmur.crawler.parsers import ParseError
 from murmur.crawler.parsers.mastodon import parse_timeline
 from murmur.crawler.pipelines import database_url, murmur_settings
+from murmur.crawler.spiders.common import as_list, describe_failure
 from murmur.crawler.text import term_to_tag
 
 if TYPE_CHECKING:
@@ -37,23 +31,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 40  # the most Mastodon returns per page
-
-
-def describe_failure(failure: Failure) -> tuple[str, str]:
-    """(stats kind, one-line reason) for a failed request."""
-    if failure.check(HttpError):
-        status = failure.value.response.status
-        return f"http_{status}", f"HTTP {status}"
-    if failure.check(DNSLookupError, CannotResolveHostError):
-        return "dns", "DNS lookup failed (no network, or a wrong host name)"
-    if failure.check(ConnectionRefusedError, DownloadConnectionRefusedError):
-        return "refused", "connection refused"
-    if failure.check(TimeoutError, TCPTimedOutError, DownloadTimeoutError):
-        return "timeout", "timed out"
-    if failure.check(IgnoreRequest):
-        return "ignored", failure.getErrorMessage() or "request ignored"
-    name = type(failure.value).__name__
-    return name.lower(), f"{name}: {failure.getErrorMessage()}".strip().rstrip(":")
 
 
 class MastodonSpider(scrapy.Spider):
@@ -68,8 +45,8 @@ class MastodonSpider(scrapy.Spider):
     ) -> None:
         super().__init__(**kwargs)
         # `scrapy crawl mastodon -a instances=https://a,https://b -a tags=x,y` passes strings.
-        self.instances = [i.rstrip("/") for i in _as_list(instances)]
-        self.tags = [t.lstrip("#") for t in _as_list(tags)]
+        self.instances = [i.rstrip("/") for i in as_list(instances)]
+        self.tags = [t.lstrip("#") for t in as_list(tags)]
         self.max_pages = int(max_pages)
         self.failures: dict[str, str] = {}
 
@@ -81,6 +58,8 @@ class MastodonSpider(scrapy.Spider):
             kwargs.setdefault("instances", list(source.instances))
             kwargs.setdefault("tags", list(source.tags) or [term_to_tag(t) for t in settings.terms])
             kwargs.setdefault("max_pages", source.max_pages)
+        if crawler.settings.getint("MURMUR_MAX_PAGES"):  # `murmur crawl --max-pages N`
+            kwargs["max_pages"] = crawler.settings.getint("MURMUR_MAX_PAGES")
         return super().from_crawler(crawler, *args, **kwargs)
 
     async def start(self) -> AsyncIterator[Any]:
@@ -167,11 +146,3 @@ class MastodonSpider(scrapy.Spider):
                 "mastodon: %d of %d instances could not be reached (%s); will retry at the next run",
                 len(self.failures), len(self.instances), listed,
             )
-
-
-def _as_list(value: list[str] | tuple[str, ...] | str | None) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return list(value)

@@ -1,0 +1,106 @@
+"""Scoring-worker benchmark: the real `murmur score` over posts in PostgreSQL, with its peak memory.
+
+    python bench/worker.py [--file val.tsv] [--limit 0] [--threads 2] [--quantize auto] [--database-url URL]
+
+The texts of `--file` (default ../shared/data/sentiment/val.tsv) are stored as posts (language "en") in
+a fresh schema, then `murmur score` runs in a child process with the default model: it claims posts with
+FOR UPDATE SKIP LOCKED, scores them and writes the scores, a batch per transaction. Prints the posts
+scored, the seconds (start-up and model load included, and without them) and the child's peak RSS
+(`ru_maxrss` of the child), then `murmur worker: N posts/s, peak RSS M MiB`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_FILE = REPO.parent / "shared" / "data" / "sentiment" / "val.tsv"
+
+
+def read_texts(path: Path, limit: int) -> list[str]:
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = [r["text"] for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+    return rows[:limit] if limit > 0 else rows
+
+
+def fresh_schema(server_url: str, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        conn.execute(f'CREATE SCHEMA "{name}"')
+    sep = "&" if "?" in server_url else "?"
+    return f"{server_url}{sep}options={quote(f'-csearch_path={name}')}"
+
+
+def store_posts(url: str, texts: list[str]) -> None:
+    from murmur.crawler.items import Post
+    from murmur.store.db import connect
+    from murmur.store.migrate import migrate
+    from murmur.store.posts import upsert_posts
+
+    now = datetime.now(UTC)
+    posts = [Post(source="bench", source_id=str(i), url=None, author=None, text=t, created_at=now, lang="en",
+                  terms=["RedNote"]) for i, t in enumerate(texts)]
+    with connect(url) as conn:
+        migrate(conn)
+        with conn.transaction():
+            upsert_posts(conn, posts)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--file", type=Path, default=DEFAULT_FILE,
+                        help=f"TSV with a text column (default {DEFAULT_FILE})")
+    parser.add_argument("--limit", type=int, default=0, help="first N texts only (default: all)")
+    parser.add_argument("--threads", type=int, default=2, help="model.threads for the worker (default 2)")
+    parser.add_argument("--quantize", default="auto", choices=("auto", "int8", "none"), help="model.quantize")
+    parser.add_argument("--database-url", default=os.environ.get("MURMUR_DATABASE_URL"),
+                        help="a PostgreSQL to use (default: an embedded one in a temp dir)")
+    args = parser.parse_args()
+    texts = read_texts(args.file, args.limit)
+
+    from murmur.store.db import embedded_server_url
+
+    server_url = args.database_url
+    if not server_url:
+        data = Path(tempfile.mkdtemp(prefix="murmur-bench-pg-"))
+        os.chmod(data, 0o755)
+        server_url = embedded_server_url(data / "pgdata", "murmur_bench")
+    url = fresh_schema(server_url, "bench_worker")
+    store_posts(url, texts)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MURMUR_")}
+    env.update(MURMUR_DATABASE_URL=url, MURMUR_MODEL__THREADS=str(args.threads), MURMUR_MODEL_QUANTIZE=args.quantize,
+               PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+    started = time.perf_counter()
+    child = subprocess.run([sys.executable, "-m", "murmur", "-v", "score"], env=env, capture_output=True, text=True,
+                           check=False)
+    seconds = time.perf_counter() - started
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
+    if child.returncode != 0:
+        print(child.stdout, child.stderr, sep="\n", file=sys.stderr)
+        return 1
+    loaded = re.search(r"model (\S+) loaded on (\S+) in ([\d.]+)s", child.stderr)
+    print(child.stdout.strip())
+    load_s = float(loaded.group(3)) if loaded else 0.0
+    model = loaded.group(1) if loaded else "?"
+    print(f"{len(texts)} posts from {args.file.name}, model {model}, {args.threads} threads: {seconds:.1f}s in all "
+          f"(model load {load_s:.1f}s), worker peak RSS {peak_mib:.0f} MiB")
+    scoring = max(seconds - load_s, 1e-9)
+    print(f"murmur worker: {len(texts) / scoring:.0f} posts/s after load, peak RSS {peak_mib:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

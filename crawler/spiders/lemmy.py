@@ -1,0 +1,220 @@
+"""Lemmy: posts and comments matching the configured terms, searched on configured instances.
+Builds requests and follows cursors; what a response means is `murmur.crawler.parsers.lemmy.parse_search`.
+
+API: GET {instance}/api/v3/search?q=&type_=Posts|Comments&sort=New&listing_type=All&page=&limit=
+(LemmyNet/lemmy `crates/api_common/src/site.rs`, `Search`): public on open instances, pages counted
+from 1, at most 50 a page. An instance's default limit for searches is 60 per 10 minutes per IP
+(`local_site_rate_limit.search`), hence the 10 s delay in default.toml.
+
+Incremental: a cursor per (instance, term, type), the newest `published` seen. Search has no "since"
+parameter, so a run pages newest first until a page reaches posts at or before the cursor, keeps only
+the newer ones, and moves the cursor when the query is paged through (never mid-way).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import scrapy
+from scrapy.spidermiddlewares.httperror import HttpError
+
+from murmur.crawler.items import CursorUpdate
+from murmur.crawler.parsers import ParseError
+from murmur.crawler.parsers.lemmy import KINDS, parse_search
+from murmur.crawler.pipelines import database_url, murmur_settings
+from murmur.crawler.spiders.common import as_list, describe_failure
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+    from twisted.python.failure import Failure
+
+logger = logging.getLogger(__name__)
+
+PAGE_SIZE = 50  # the most Lemmy returns per page (FETCH_LIMIT_MAX in lemmy_db_schema::utils)
+_UNREACHABLE = ("dns", "refused", "timeout")  # describe_failure kinds that mean no server answered
+
+
+class LemmySpider(scrapy.Spider):
+    name = "lemmy"
+
+    def __init__(
+        self,
+        instances: list[str] | str | None = None,
+        terms: list[str] | str | None = None,
+        max_pages: int | str = 5,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        # `scrapy crawl lemmy -a instances=https://a,https://b -a terms=RedNote,Lemon8` passes strings.
+        self.instances = [i.rstrip("/") for i in as_list(instances)]
+        self.terms = as_list(terms)
+        self.max_pages = max(1, int(max_pages))
+        # Every instance asks each term for posts, then for comments, one query after another.
+        self.plan = [(term, kind) for term in self.terms for kind in KINDS]
+        self.failures: dict[str, str] = {}  # instance -> why it gave nothing (or refused) this run
+        self.errors: dict[str, dict[str, int]] = {}  # instance -> error kind -> count, mid-run failures
+        self.answered: set[str] = set()
+        self.refused: set[str] = set()
+        self.cursors: dict[str, str] = {}
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> LemmySpider:
+        settings = murmur_settings(crawler)
+        source = settings.sources.get("lemmy")
+        if source is not None:
+            kwargs.setdefault("instances", list(source.instances))
+            kwargs.setdefault("max_pages", source.max_pages)
+        kwargs.setdefault("terms", list(settings.terms))
+        if crawler.settings.getint("MURMUR_MAX_PAGES"):  # `murmur crawl --max-pages N`
+            kwargs["max_pages"] = crawler.settings.getint("MURMUR_MAX_PAGES")
+        return super().from_crawler(crawler, *args, **kwargs)
+
+    async def start(self) -> AsyncIterator[Any]:
+        if not self.instances:
+            logger.error("lemmy: no instance to search; set sources.lemmy.instances, e.g. [\"https://lemmy.world\"]")
+            return
+        self.cursors = self._stored_cursors()
+        # One query at a time per instance (the next once the previous is paged through): the instance
+        # rate-limits searches per IP anyway, and a refusal stops it after one request.
+        for instance in self.instances:
+            for request in self._query(instance, 0):
+                yield request
+
+    def _stored_cursors(self) -> dict[str, str]:
+        from murmur.store.db import connect
+
+        with connect(database_url(self.crawler)) as conn:
+            rows = conn.execute("SELECT query, cursor FROM crawl_state WHERE source = %s", (self.name,))
+            return {query: cursor for query, cursor in rows}
+
+    @staticmethod
+    def query_key(instance: str, term: str, kind: str) -> str:
+        """The crawl_state query of one (instance, term, type)."""
+        return f"{instance}#{kind}#{term}"
+
+    def _query(self, instance: str, index: int) -> Iterator[scrapy.Request]:
+        """The first request of query `index` on `instance`, if there is one."""
+        if index < len(self.plan) and instance not in self.refused:
+            yield self._request(instance, index, page=1, newest=None)
+
+    def _request(self, instance: str, index: int, *, page: int, newest: datetime | None) -> scrapy.Request:
+        term, kind = self.plan[index]
+        params = {
+            "q": term,
+            "type_": KINDS[kind],
+            "sort": "New",
+            # Everything the instance knows, federated content included (the default may be Local).
+            "listing_type": "All",
+            "page": page,
+            "limit": PAGE_SIZE,
+        }
+        return scrapy.Request(
+            f"{instance}/api/v3/search?{urlencode(params)}",
+            callback=self.parse,
+            errback=self.failed,
+            meta={"instance": instance, "index": index, "page": page, "newest": newest},
+        )
+
+    def parse(self, response: Response) -> Any:
+        meta = response.meta
+        instance, index = meta["instance"], meta["index"]
+        term, kind = self.plan[index]
+        query = self.query_key(instance, term, kind)
+        stats = self.crawler.stats
+        try:
+            page = parse_search(response.body, kind=kind, instance=instance)
+        except ParseError as err:
+            # The cursor stays where it was, so the next run pages this query again.
+            stats.inc_value("murmur/errors/malformed")
+            logger.warning("lemmy: skipped a malformed page from %s (%s)", response.url, err)
+            yield from self._query(instance, index + 1)
+            return
+        self.answered.add(instance)
+        cursor = _parse_cursor(self.cursors.get(query))
+        stats.inc_value("murmur/pages")
+        stats.inc_value("murmur/posts/parsed", len(page.posts))
+        if page.skipped:
+            stats.inc_value("murmur/posts/skipped_malformed", page.skipped)
+        if page.removed:
+            stats.inc_value("murmur/posts/skipped_deleted", page.removed)
+        # Posts at or before the cursor were stored by an earlier run.
+        yield from (p for p in page.posts if cursor is None or p.created_at > cursor)
+
+        seen = [t for t in (meta["newest"], page.newest) if t is not None]
+        newest = max(seen) if seen else None
+        reached_cursor = cursor is not None and page.oldest is not None and page.oldest <= cursor
+        # A page shorter than the limit is the last one.
+        left = page.count >= PAGE_SIZE and not reached_cursor
+        if left and meta["page"] < self.max_pages:
+            yield self._request(instance, index, page=meta["page"] + 1, newest=newest)
+            return
+        if left and cursor is not None:
+            # More new posts than a run may fetch: the cursor moves past the older ones left unread.
+            stats.inc_value("murmur/gaps")
+            logger.warning(
+                "lemmy: more than %d new %s for %r on %s since the last run; the older ones are skipped "
+                "(raise sources.lemmy.max_pages or shorten its interval)",
+                meta["page"] * PAGE_SIZE, kind, term, instance,
+            )
+        if newest is not None and (cursor is None or newest > cursor):
+            # Every page of this query was yielded above it, so the store commits them first.
+            yield CursorUpdate(self.name, query, newest.isoformat())
+        yield from self._query(instance, index + 1)
+
+    def failed(self, failure: Failure) -> Iterator[scrapy.Request]:
+        kind, reason = describe_failure(failure)
+        meta = failure.request.meta
+        instance = meta.get("instance", "?")
+        self.crawler.stats.inc_value(f"murmur/errors/{kind}")
+        if failure.check(HttpError) and failure.value.response.status in (401, 403):
+            self.refused.add(instance)
+            self.failures[instance] = reason
+            logger.error(
+                "lemmy: %s refused access (%s); no more requests to it this run. Its search needs no account "
+                "on an open instance: it may be private, or have blocked this IP; remove it from "
+                "sources.lemmy.instances if it stays so",
+                instance, reason,
+            )
+            return
+        counts = self.errors.setdefault(instance, {})
+        counts[kind] = counts.get(kind, 0) + 1
+        self.failures.setdefault(instance, reason)
+        if kind in _UNREACHABLE and instance not in self.answered:
+            return  # no answer at all (after Scrapy's retries): its other queries would only wait again
+        # The other queries still go on; this one's cursor stays, so the next run asks again.
+        yield from self._query(instance, meta["index"] + 1)
+
+    def closed(self, reason: str) -> None:
+        for instance in sorted(self.answered - self.refused):
+            # Reached, but some requests failed: the failures are in the stats, not a failed instance.
+            self.failures.pop(instance, None)
+            if instance in self.errors:
+                counts = self.errors[instance]
+                listed = ", ".join(f"{kind}: {count}" for kind, count in sorted(counts.items()))
+                logger.warning(
+                    "lemmy: some requests to %s failed (%s); those queries are asked again at the next run",
+                    instance, listed,
+                )
+        unreached = {i: why for i, why in self.failures.items() if i not in self.refused}
+        if unreached:
+            # One line per source and run, however many requests failed (refusals were said already).
+            listed = "; ".join(f"{inst}: {why}" for inst, why in sorted(unreached.items()))
+            logger.warning(
+                "lemmy: %d of %d instances could not be reached (%s); will retry at the next run",
+                len(unreached), len(self.instances), listed,
+            )
+
+
+def _parse_cursor(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None  # not ours: page from the newest, as on a first run
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
