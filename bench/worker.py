@@ -5,8 +5,8 @@
 The texts of `--file` (default ../shared/data/sentiment/val.tsv) are stored as posts (language "en") in
 a fresh schema, then `murmur score` runs in a child process with the default model: it claims posts with
 FOR UPDATE SKIP LOCKED, scores them and writes the scores, a batch per transaction. Prints the posts
-scored, the seconds (start-up and model load included, and without them) and the child's peak RSS
-(`ru_maxrss` of the child), then `murmur worker: N posts/s, peak RSS M MiB`.
+scored, the seconds (process start-up and model load included), the child's peak RSS (`ru_maxrss`),
+then `murmur worker: N posts/s (claim, score, write), peak RSS M MiB`, N from the worker's own timing.
 """
 
 from __future__ import annotations
@@ -97,8 +97,13 @@ def main() -> int:
     model = loaded.group(1) if loaded else "?"
     print(f"{len(texts)} posts from {args.file.name}, model {model}, {args.threads} threads: {seconds:.1f}s in all "
           f"(model load {load_s:.1f}s), worker peak RSS {peak_mib:.0f} MiB")
-    scoring = max(seconds - load_s, 1e-9)
-    print(f"murmur worker: {len(texts) / scoring:.0f} posts/s after load, peak RSS {peak_mib:.0f} MiB")
+    # The worker's own timing: claiming, scoring and writing, from its first batch to its last commit.
+    scored = re.search(r"score: (\d+) posts scored .* in ([\d.]+)s", child.stdout)
+    if scored is None:
+        print("the worker printed no `score: N posts scored` line", file=sys.stderr)
+        return 1
+    rate = int(scored.group(1)) / max(float(scored.group(2)), 1e-9)
+    print(f"murmur worker: {rate:.0f} posts/s (claim, score, write), peak RSS {peak_mib:.0f} MiB")
     return 0
 
 
