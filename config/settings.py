@@ -16,7 +16,10 @@ from typing import Any
 
 # Sources murmur has a spider for. A key under [sources] that is not here is a typo or a
 # source from a newer murmur; either way the user is told which names exist.
-KNOWN_SOURCES = ("mastodon", "bluesky", "reddit", "lemmy", "hackernews", "youtube", "rss")
+KNOWN_SOURCES = (
+    "mastodon", "bluesky", "reddit", "lemmy", "hackernews", "youtube", "rss",
+    "rednote", "tiktok", "lemon8", "threads", "instagram",
+)
 
 # Environment variables with a name of their own (the issues fix these names). Any other key
 # is reachable as MURMUR_<SECTION>__<KEY>, e.g. MURMUR_SOURCES__MASTODON__MAX_PAGES=3.
@@ -67,6 +70,10 @@ class SourceSettings:
     accounts: tuple[str, ...] = ()
     subreddits: tuple[str, ...] = ()
     comments: bool = False
+    # Page URLs to start from (rednote, tiktok, lemon8): any http(s) host, so saved pages can stand in.
+    urls: tuple[str, ...] = ()
+    # Follow links to this platform found in other sources' posts (rednote, tiktok, lemon8, threads).
+    follow_links: bool = True
 
 
 @dataclass(frozen=True)
@@ -262,6 +269,10 @@ _SOURCE_ONLY_KEYS: dict[str, dict[str, Any]] = {
     "reddit": {"subreddits": _str_list, "comments": _bool},
     "youtube": {"comments": _bool},
     "rss": {"feeds": _url_list},
+    "rednote": {"urls": _url_list, "follow_links": _bool},
+    "tiktok": {"urls": _url_list, "follow_links": _bool},
+    "lemon8": {"urls": _url_list, "follow_links": _bool},
+    "threads": {"urls": _url_list, "follow_links": _bool},
 }
 
 
