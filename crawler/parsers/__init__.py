@@ -3,11 +3,13 @@ separate from fetching). Nothing here touches the network or Scrapy."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from murmur.crawler.items import Post
 
-__all__ = ["Page", "ParseError", "id_key"]
+__all__ = ["Page", "ParseError", "id_key", "load_json"]
 
 
 @dataclass
@@ -46,3 +48,33 @@ def id_key(status_id: str) -> tuple[int, str]:
         digits = status_id.lstrip("0")
         return (len(digits), digits)
     return (len(status_id), status_id)
+
+
+def load_json(body: bytes) -> Any:
+    """A JSON response body, or `ParseError` saying why it is unusable (empty, not UTF-8, an HTML error page
+    instead of JSON, truncated, nested too deeply). What the value must look like is the parser's check."""
+    return parse_json_text(json_text(body))
+
+
+def json_text(body: bytes) -> str:
+    """The body as text, checked to be worth parsing as JSON; `load_json` without the parse, for a parser
+    that looks at the raw text too."""
+    if not body or not body.strip():
+        raise ParseError("empty body")
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"body is not utf-8 (byte {exc.start})") from None
+    if text.lstrip().startswith("<"):
+        raise ParseError("body is html, not json")
+    return text
+
+
+def parse_json_text(text: str) -> Any:
+    """`json.loads` with its failures as `ParseError`."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"body is not valid json (truncated?): {exc.msg} at char {exc.pos}") from None
+    except RecursionError:
+        raise ParseError("body is json nested too deeply") from None

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import ParseError
+from murmur.crawler.parsers import ParseError, json_text, parse_json_text
 
 __all__ = [
     "FeedPage",
@@ -199,20 +199,8 @@ def format_datetime(value: datetime) -> str:
 
 
 def _load_object(body: bytes) -> dict[str, Any]:
-    if not body or not body.strip():
-        raise ParseError("empty body")
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ParseError(f"body is not utf-8 (byte {exc.start})") from None
-    if text.lstrip().startswith("<"):
-        raise ParseError("body is html, not json")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"body is not valid json (truncated?): {exc.msg} at char {exc.pos}") from None
-    except RecursionError:
-        raise ParseError("body is json nested too deeply") from None
+    text = json_text(body)
+    data = parse_json_text(text)
     if not isinstance(data, dict):
         raise ParseError(f"expected a json object, got {type(data).__name__}")
     if _UNSTORABLE_ESCAPE.search(text):

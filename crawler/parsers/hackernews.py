@@ -10,7 +10,6 @@ algolia/hn-search ``app/models/item.rb``). Stories carry ``title`` and ``story_t
 from __future__ import annotations
 
 import html
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from typing import Any
 from lxml import etree
 
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import ParseError
+from murmur.crawler.parsers import ParseError, load_json
 from murmur.crawler.parsers.mastodon import html_to_text
 
 __all__ = ["SearchPage", "item_url", "parse_search", "hn_html_to_text"]
@@ -110,20 +109,7 @@ def hn_html_to_text(content: str) -> str:
 
 
 def _load_object(body: bytes) -> dict[str, Any]:
-    if not body or not body.strip():
-        raise ParseError("empty body")
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ParseError(f"body is not utf-8 (byte {exc.start})") from None
-    if text.lstrip().startswith("<"):
-        raise ParseError("body is html, not json")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"body is not valid json (truncated?): {exc.msg} at char {exc.pos}") from None
-    except RecursionError:
-        raise ParseError("body is json nested too deeply") from None
+    data = load_json(body)
     if not isinstance(data, dict):
         raise ParseError(f"expected a json object, got {type(data).__name__}")
     return data

@@ -10,7 +10,6 @@ Pure functions only: no network, no Scrapy.
 from __future__ import annotations
 
 import html
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import ParseError
+from murmur.crawler.parsers import ParseError, load_json
 
 __all__ = ["KINDS", "SearchPage", "markdown_to_text", "parse_search"]
 
@@ -140,20 +139,7 @@ def markdown_to_text(markdown: str) -> str:
 
 
 def _load_object(body: bytes) -> dict[str, Any]:
-    if not body or not body.strip():
-        raise ParseError("empty body")
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ParseError(f"body is not utf-8 (byte {exc.start})") from None
-    if text.lstrip().startswith("<"):
-        raise ParseError("body is html, not json")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"body is not valid json (truncated?): {exc.msg} at char {exc.pos}") from None
-    except RecursionError:
-        raise ParseError("body is json nested too deeply") from None
+    data = load_json(body)
     if isinstance(data, dict) and isinstance(data.get("error"), str):
         # Lemmy's error shape: {"error": "instance_is_private"} (LemmyErrorType, snake case).
         raise ParseError(f"server returned an error: {data['error'][:200]}")

@@ -6,7 +6,6 @@ https://docs.joinmastodon.org/entities/Status/). Pure functions only: no network
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,7 +14,7 @@ from lxml import etree
 from lxml import html as lxml_html
 
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import Page, ParseError, id_key
+from murmur.crawler.parsers import Page, ParseError, id_key, load_json
 
 __all__ = ["parse_timeline", "html_to_text"]
 
@@ -109,20 +108,7 @@ def html_to_text(content: str) -> str:
 
 
 def _load_array(body: bytes) -> list[Any]:
-    if not body or not body.strip():
-        raise ParseError("empty body")
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ParseError(f"body is not utf-8 (byte {exc.start})") from None
-    if text.lstrip().startswith("<"):
-        raise ParseError("body is html, not json")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"body is not valid json (truncated?): {exc.msg} at char {exc.pos}") from None
-    except RecursionError:
-        raise ParseError("body is json nested too deeply") from None
+    data = load_json(body)
     if isinstance(data, dict) and isinstance(data.get("error"), str):
         # Mastodon's error entity: {"error": "..."} (https://docs.joinmastodon.org/entities/Error/).
         raise ParseError(f"server returned an error: {data['error'][:200]}")

@@ -19,7 +19,7 @@ from typing import Any
 from lxml import etree
 
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import ParseError
+from murmur.crawler.parsers import ParseError, load_json
 from murmur.crawler.parsers.mastodon import html_to_text
 
 __all__ = [
@@ -308,17 +308,4 @@ def _listing_data(document: Any, what: str) -> dict[str, Any]:
 
 
 def _load_json(body: bytes) -> Any:
-    if not body or not body.strip():
-        raise ParseError("empty body")
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ParseError(f"body is not utf-8 (byte {exc.start})") from None
-    if text.lstrip().startswith("<"):
-        raise ParseError("body is html, not json")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"body is not valid json (truncated?): {exc.msg} at char {exc.pos}") from None
-    except RecursionError:
-        raise ParseError("body is json nested too deeply") from None
+    return load_json(body)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import ParseError
+from murmur.crawler.parsers import ParseError, load_json
 
 __all__ = ["ApiError", "CommentsPage", "SearchPage", "parse_comment_threads", "parse_error", "parse_search"]
 
@@ -234,20 +234,7 @@ def _is_text(value: Any) -> bool:
 
 
 def _load_response(body: bytes, kind: str) -> dict[str, Any]:
-    if not body or not body.strip():
-        raise ParseError("empty body")
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ParseError(f"body is not utf-8 (byte {exc.start})") from None
-    if text.lstrip().startswith("<"):
-        raise ParseError("body is html, not json")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"body is not valid json (truncated?): {exc.msg} at char {exc.pos}") from None
-    except RecursionError:
-        raise ParseError("body is json nested too deeply") from None
+    data = load_json(body)
     if isinstance(data, dict) and isinstance(data.get("error"), dict):
         error = parse_error(body)
         raise ParseError(f"server returned an error: {error.reason or error.code}: {error.message}"[:200])
