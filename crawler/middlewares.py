@@ -1,4 +1,5 @@
-"""Downloader middleware: honour `Retry-After` on 429 and 503 answers."""
+"""Downloader middleware: honour `Retry-After` on 429 and 503 answers (and `RateLimit-Reset` on a 429
+that has no Retry-After, as Bluesky sends)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,21 @@ def retry_after_seconds(value: bytes | str | None, *, now: float | None = None) 
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+def rate_limit_reset_seconds(value: bytes | str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a RateLimit-Reset header: a Unix time (Bluesky's, per its rate-limit docs) or
+    delta-seconds (the IETF RateLimit draft's); None when absent or unreadable."""
+    if value is None:
+        return None
+    text = (value.decode("latin-1") if isinstance(value, bytes) else value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    if number >= 1_000_000_000:  # a Unix time (2001 or later), not a number of seconds
+        return max(0.0, number - (time.time() if now is None else now))
+    return max(0.0, number)
+
+
 class RetryAfterMiddleware:
     """On 429/503 with Retry-After, wait what the platform asked (capped), then retry.
 
@@ -55,17 +71,20 @@ class RetryAfterMiddleware:
         if response.status not in (429, 503) or request.meta.get("dont_retry"):
             return response
         wait = retry_after_seconds(response.headers.get("Retry-After"))
+        header = "Retry-After"
+        if wait is None and response.status == 429:
+            wait, header = rate_limit_reset_seconds(response.headers.get("RateLimit-Reset")), "RateLimit-Reset"
         if wait is None:
             return response
         spider = self.crawler.spider
-        retry = get_retry_request(request, spider=spider, reason=f"{response.status} Retry-After {wait:g}s")
+        retry = get_retry_request(request, spider=spider, reason=f"{response.status} {header} {wait:g}s")
         if retry is None:
             return response  # out of retries: let the spider's errback count it
         self.crawler.stats.inc_value("murmur/retry_after/waits")
         self.crawler.stats.inc_value("murmur/retry_after/seconds", min(wait, self.max_wait))
         logging.getLogger(__name__).info(
-            "%s answered %d; waiting %.0fs as its Retry-After asks", request.url, response.status,
-            min(wait, self.max_wait),
+            "%s answered %d; waiting %.0fs as its %s asks", request.url, response.status,
+            min(wait, self.max_wait), header,
         )
         # The asyncio reactor is murmur's setting (crawler/settings.py), so asyncio.sleep pauses this
         # request only; other requests and the item pipelines go on meanwhile.
