@@ -44,6 +44,11 @@ SPIDERS = {
     "lemmy": "murmur.crawler.spiders.lemmy:LemmySpider",
     "reddit": "murmur.crawler.spiders.reddit:RedditSpider",
     "youtube": "murmur.crawler.spiders.youtube:YouTubeSpider",
+    "threads": "murmur.crawler.spiders.threads:ThreadsSpider",
+    "instagram": "murmur.crawler.spiders.instagram:InstagramSpider",
+    "rednote": "murmur.crawler.spiders.rednote:RedNoteSpider",
+    "tiktok": "murmur.crawler.spiders.tiktok:TikTokSpider",
+    "lemon8": "murmur.crawler.spiders.lemon8:Lemon8Spider",
 }
 
 

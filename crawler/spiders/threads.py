@@ -1,0 +1,374 @@
+"""Threads: posts matching the terms through the Threads API's keyword search, and public post pages
+linked from other sources' posts. Builds requests and follows cursors; what a response means is
+`murmur.crawler.parsers.threads`.
+
+API: ``GET {base_url}/v1.0/keyword_search?q=&search_type=RECENT&fields=&limit=&since=&after=``
+(https://developers.facebook.com/docs/threads/keyword-search). It needs a Threads user access token
+(``MURMUR_THREADS_ACCESS_TOKEN``) of an app granted ``threads_basic`` and ``threads_keyword_search``;
+without App Review approval of the latter it searches only the token owner's own posts. The token
+travels in an ``Authorization: Bearer`` header, which Meta's Graph APIs accept in place of the
+``access_token`` parameter (restfb/restfb#1107, huandu/facebook#205), so no request URL (and no log line
+Scrapy writes about one) carries it; paging builds its own URLs from ``paging.cursors.after`` rather
+than following ``paging.next``, which Graph writes the token into.
+
+Limit: a user may send 2,200 keyword queries in a rolling 24 hours (each page is a query; one that
+finds nothing does not count). The defaults (hourly runs, at most 2 pages a query, 6 terms) send at
+most 288 a day. A refused or expired token, a missing permission or a spent limit is one line, and the
+source stops for the run.
+
+Incremental: per query, the cursor is the newest ``timestamp`` seen (Unix seconds), sent back as
+``since``; it moves once the query is paged through, after the posts before it are stored.
+
+Post pages: links to threads.net / threads.com posts found in other sources' posts
+(`murmur.crawler.links.linked_urls`, when ``follow_links``) and the pages in ``urls`` are fetched as
+any browser would, obeying robots.txt, with murmur's own user agent: nothing is disguised and no login
+is attempted. A page that redirects to a login or challenge is counted as blocked (``murmur/blocked``)
+and stores nothing. Pages whose post is stored already are not fetched again (the shortcode in the URL
+is the post's pk in base 64, and the pk is what page posts are stored under); pages in ``urls`` always
+are. ``MURMUR_THREADS_PAGES_URL`` (tests, or a mirror) names a host that serves the real hosts' post
+pages instead; it is used only when set.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import scrapy
+from scrapy.exceptions import CloseSpider
+from scrapy.spidermiddlewares.httperror import HttpError
+
+from murmur.crawler.items import CursorUpdate
+from murmur.crawler.links import linked_urls
+from murmur.crawler.parsers import ParseError
+from murmur.crawler.parsers.instagram import GraphError, parse_graph_error
+from murmur.crawler.parsers.threads import (
+    POST_LINK,
+    parse_keyword_search,
+    parse_post_page,
+    shortcode_of,
+    shortcode_to_pk,
+)
+from murmur.crawler.pipelines import database_url, murmur_settings
+from murmur.crawler.spiders.common import as_list, describe_failure
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+    from twisted.python.failure import Failure
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://graph.threads.net"
+API_VERSION = "v1.0"
+TOKEN_VAR = "MURMUR_THREADS_ACCESS_TOKEN"
+PAGES_VAR = "MURMUR_THREADS_PAGES_URL"
+PAGE_SIZE = 100  # the most a Threads list endpoint returns per page (25 when not asked)
+FIELDS = ",".join((
+    "id", "text", "media_type", "media_product_type", "permalink", "shortcode", "timestamp", "username",
+    "topic_tag", "has_replies", "is_reply", "is_quote_post", "link_attachment_url",
+))
+DAILY_QUERIES = 2200  # keyword queries a user may send in a rolling 24 hours
+# Linked post pages fetched in one run, the most recently seen links first; the rest wait for later runs.
+LINKED_PAGES_PER_RUN = 30
+REAL_HOSTS = ("threads.net", "www.threads.net", "threads.com", "www.threads.com")
+HANDLED_STATUSES = [400, 401, 403, 404]  # the Graph error body says why; 429 and 5xx are retried first
+_UNREACHABLE = ("dns", "refused", "timeout")
+_LOGIN_PATHS = ("/login", "/accounts/login")
+_CHALLENGE_PATHS = ("/challenge", "/checkpoint", "/accounts/suspended")
+
+_HINTS = {
+    "token": f"check {TOKEN_VAR} (a Threads user access token; long-lived tokens last 60 days unless refreshed)",
+    "permission": "the app needs the threads_keyword_search permission (App Review) to search public posts",
+    "rate": f"the keyword search limit ({DAILY_QUERIES:,} queries per 24 hours per user) is spent; "
+            "the next run tries again",
+    "blocked": "Meta has blocked this account's calls for now; the next run tries again",
+}
+
+
+def access_token(environ: os._Environ[str] | dict[str, str] | None = None) -> str | None:
+    env = os.environ if environ is None else environ
+    return env.get(TOKEN_VAR, "").strip() or None
+
+
+class ThreadsSpider(scrapy.Spider):
+    name = "threads"
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        queries: list[str] | str | None = None,
+        urls: list[str] | str | None = None,
+        follow_links: bool | str = True,
+        max_pages: int | str = 2,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        self.queries = [queries] if isinstance(queries, str) else list(queries or [])
+        self.urls = as_list(urls)
+        self.follow_links = (follow_links if isinstance(follow_links, bool)
+                             else str(follow_links).lower() in ("1", "true", "yes"))
+        self.max_pages = max(1, int(max_pages))
+        self.token = access_token()
+        self.pages_url = (os.environ.get(PAGES_VAR) or "").strip().rstrip("/") or None
+        self.instances = [self.base_url]  # what the runner counts failures against
+        self.failures: dict[str, str] = {}
+        self.cursors: dict[str, str] = {}
+        self.answered = False
+        self.stopped = False
+        self.queries_sent = 0
+        self.pages_fetched = 0
+        self.blocked: Counter[str] = Counter()
+        self.unreadable = 0
+        self._warned: set[str] = set()
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> ThreadsSpider:
+        settings = murmur_settings(crawler)
+        source = settings.sources.get("threads")
+        if source is not None:
+            kwargs.setdefault("base_url", source.base_url or DEFAULT_BASE_URL)
+            kwargs.setdefault("queries", list(source.tags) or list(settings.terms))
+            kwargs.setdefault("urls", list(source.urls))
+            kwargs.setdefault("follow_links", source.follow_links)
+            kwargs.setdefault("max_pages", source.max_pages)
+        kwargs.setdefault("queries", list(settings.terms))
+        if crawler.settings.getint("MURMUR_MAX_PAGES"):  # `murmur crawl --max-pages N`
+            kwargs["max_pages"] = crawler.settings.getint("MURMUR_MAX_PAGES")
+        return super().from_crawler(crawler, *args, **kwargs)
+
+    async def start(self) -> AsyncIterator[Any]:
+        if not self.token:
+            self._fail(f"{TOKEN_VAR} is not set; set it to a Threads user access token of an app with the "
+                       "threads_basic and threads_keyword_search permissions "
+                       "(https://developers.facebook.com/docs/threads/keyword-search)")
+            return
+        self.cursors = self._stored_cursors()
+        pages = self._pages_to_fetch()
+        # Queries go one after another (the next once the previous is paged through), so a refused
+        # token stops the source after one request instead of one per query.
+        for request in self._query(0):
+            yield request
+        for url in pages:
+            yield self._page(url)
+
+    def _stored_cursors(self) -> dict[str, str]:
+        from murmur.store.db import connect
+
+        with connect(database_url(self.crawler)) as conn:
+            rows = conn.execute("SELECT query, cursor FROM crawl_state WHERE source = %s", (self.name,))
+            # A cursor is a Unix time; anything else is not ours, and the query starts over.
+            return {query: cursor for query, cursor in rows if cursor.isascii() and cursor.isdigit()}
+
+    def _pages_to_fetch(self) -> list[str]:
+        """The pages in ``urls`` (always), then linked post pages not stored yet, newest links first."""
+        pages = list(self.urls)
+        if not self.follow_links:
+            return pages
+        from murmur.store.db import connect
+
+        with connect(database_url(self.crawler)) as conn:
+            found = linked_urls(conn, source=self.name, pattern=POST_LINK)
+            # Page posts are stored under their pk; the link carries the shortcode, which encodes it.
+            pks = {code: shortcode_to_pk(code) for _, code in found}
+            rows = conn.execute("SELECT source_id FROM posts WHERE source = %s AND source_id = ANY(%s)",
+                                (self.name, [pk for pk in pks.values() if pk]))
+            stored = {source_id for (source_id,) in rows}
+        seen = {shortcode_of(url) for url in pages}
+        linked = 0
+        for url, code in found:
+            if code in seen or pks.get(code) in stored or pks.get(code) is None:
+                continue
+            seen.add(code)
+            pages.append(url)
+            linked += 1
+            if linked >= LINKED_PAGES_PER_RUN:
+                break
+        return pages
+
+    # --- the API -----------------------------------------------------------------------------
+
+    def _query(self, index: int) -> Iterator[scrapy.Request]:
+        """The first request for the query at `index`, if there is one."""
+        if index < len(self.queries) and not self.stopped:
+            yield self._search(index, after=None, page=1, newest=None)
+
+    def _search(self, index: int, *, after: str | None, page: int, newest: int | None) -> scrapy.Request:
+        q = self.queries[index]
+        params: dict[str, str | int] = {"q": q, "search_type": "RECENT", "fields": FIELDS, "limit": PAGE_SIZE}
+        cursor = self.cursors.get(q)
+        if cursor:
+            params["since"] = cursor
+        if after:
+            params["after"] = after
+        return scrapy.Request(
+            f"{self.base_url}/{API_VERSION}/keyword_search?{urlencode(params)}",
+            headers={"Authorization": f"Bearer {self.token}"},
+            callback=self.parse_search,
+            errback=self.search_failed,
+            # Governed by the Threads API terms and its query limit, like other token APIs here.
+            meta={"index": index, "page": page, "newest": newest, "dont_obey_robotstxt": True,
+                  "handle_httpstatus_list": HANDLED_STATUSES},
+        )
+
+    def parse_search(self, response: Response) -> Iterator[Any]:
+        meta = response.meta
+        index = meta["index"]
+        q = self.queries[index]
+        stats = self.crawler.stats
+        self.queries_sent += 1
+        stats.inc_value("murmur/threads/queries")
+        if response.status != 200:
+            error = parse_graph_error(response.body, response.status)
+            if error.kind or response.status == 401:
+                self._stop(error)
+            self.answered = True  # the API answered; this query is at fault, not the token
+            stats.inc_value(f"murmur/errors/http_{response.status}")
+            self._warn(f"q:{q}", "threads: the search for %r failed (%s); the next run asks again",
+                       q, self._redact(error.describe()))
+            yield from self._query(index + 1)
+            return
+        try:
+            page = parse_keyword_search(response.body)
+        except ParseError as err:
+            # The cursor stays where it was, so the next run asks for this query's posts again.
+            stats.inc_value("murmur/errors/malformed")
+            logger.warning("threads: skipped a malformed search page for %r (%s)", q, err)
+            yield from self._query(index + 1)
+            return
+        self.answered = True
+        stats.inc_value("murmur/pages")
+        stats.inc_value("murmur/posts/parsed", len(page.posts))
+        if page.skipped:
+            stats.inc_value("murmur/posts/skipped_malformed", page.skipped)
+        yield from page.posts
+
+        seen = [n for n in (meta["newest"], page.newest) if n is not None]
+        newest = max(seen) if seen else None
+        cursor = self.cursors.get(q)
+        more = bool(page.after) and page.entries > 0
+        if more and meta["page"] < self.max_pages:
+            yield self._search(index, after=page.after, page=meta["page"] + 1, newest=newest)
+            return
+        if more and cursor:
+            # More new posts than a run may fetch: the cursor moves past the older ones left unread.
+            stats.inc_value("murmur/gaps")
+            logger.warning("threads: more than %d pages of new posts for %r since the last run; the older ones "
+                           "are skipped (raise sources.threads.max_pages or shorten its interval)",
+                           self.max_pages, q)
+        if newest is not None and (not cursor or newest > int(cursor)):
+            # Every page of this query was yielded above it, so the store commits them first.
+            yield CursorUpdate(self.name, q, str(newest))
+        yield from self._query(index + 1)
+
+    def search_failed(self, failure: Failure) -> Iterator[scrapy.Request]:
+        kind, reason = describe_failure(failure)
+        self.crawler.stats.inc_value(f"murmur/errors/{kind}")
+        self.failures.setdefault(self.base_url, reason)
+        if kind in _UNREACHABLE and not self.answered:
+            return  # no answer at all (after Scrapy's retries): asking the other queries would only wait again
+        self._warn(f"kind:{kind}", "threads: a search request failed (%s); counted, the crawl goes on", reason)
+        yield from self._query(failure.request.meta["index"] + 1)
+
+    def _stop(self, error: GraphError) -> None:
+        hint = _HINTS.get(error.kind or "token", _HINTS["token"])
+        self._fail(f"the Threads API refused the request ({self._redact(error.describe())}); {hint}")
+        self.stopped = True
+        # Stop now rather than send what is queued: every request with this token would be refused too.
+        # "finished" is the reason the runner reads as a normal end; `failures` says why the run failed.
+        raise CloseSpider("finished")
+
+    # --- post pages ----------------------------------------------------------------------------
+
+    def _page(self, url: str) -> scrapy.Request:
+        return scrapy.Request(self._fetch_url(url), callback=self.parse_page, errback=self.page_failed,
+                              meta={"page": url}, priority=-1)
+
+    def _fetch_url(self, url: str) -> str:
+        """Where a page is fetched from: itself, or the stand-in host for the real hosts when one is set."""
+        parts = urlsplit(url)
+        if self.pages_url and parts.netloc.lower() in REAL_HOSTS:
+            base = urlsplit(self.pages_url)
+            return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
+        return url
+
+    def parse_page(self, response: Response) -> Iterator[Any]:
+        stats = self.crawler.stats
+        self.pages_fetched += 1
+        stats.inc_value("murmur/threads/post_pages")
+        try:
+            page = parse_post_page(response.body, response.url)
+        except ParseError as err:
+            self.unreadable += 1
+            stats.inc_value("murmur/errors/malformed")
+            logger.warning("threads: skipped an unreadable post page %s (%s)", response.meta["page"], err)
+            return
+        if page.blocked:
+            self._count_blocked(page.blocked)
+            return
+        stats.inc_value("murmur/pages")
+        stats.inc_value("murmur/posts/parsed", len(page.posts))
+        if page.skipped:
+            stats.inc_value("murmur/posts/skipped_malformed", page.skipped)
+        yield from page.posts
+
+    def page_failed(self, failure: Failure) -> None:
+        kind, reason = describe_failure(failure)
+        request = failure.request
+        response = getattr(failure.value, "response", None)
+        where = urlsplit(response.url if response is not None else request.url).path.lower()
+        if where.startswith(_LOGIN_PATHS) or where.startswith(_CHALLENGE_PATHS):
+            # Redirected to a login or challenge page that itself answered an error (or is off limits).
+            self.pages_fetched += 1
+            self._count_blocked("login wall" if where.startswith(_LOGIN_PATHS) else "challenge")
+            return
+        if kind == "ignored" and "robots.txt" in reason:
+            self._count_blocked("robots.txt")
+            return
+        self.crawler.stats.inc_value(f"murmur/errors/{kind}")
+        if failure.check(HttpError):
+            self.pages_fetched += 1
+        self._warn(f"page:{kind}", "threads: a post page failed (%s: %s); counted, the crawl goes on",
+                   request.meta.get("page", request.url), reason)
+
+    def _count_blocked(self, reason: str) -> None:
+        self.blocked[reason] += 1
+        self.crawler.stats.inc_value("murmur/blocked")
+        self.crawler.stats.inc_value(f"murmur/blocked/{reason.replace(' ', '_').replace('.', '_')}")
+
+    # --- reporting -----------------------------------------------------------------------------
+
+    def _fail(self, reason: str) -> None:
+        self.failures[self.base_url] = reason
+        logger.error("threads: %s", reason)
+
+    def _warn(self, key: str, message: str, *args: Any) -> None:
+        if key not in self._warned:  # once per query or error kind and run
+            self._warned.add(key)
+            logger.warning(message, *args)
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self.token, "<token>") if self.token else text
+
+    def closed(self, reason: str) -> None:
+        if self.answered and not self.stopped:
+            self.failures.pop(self.base_url, None)  # reached: failed requests are counted, not fatal
+        elif self.failures.get(self.base_url) and not self.stopped and self.token:
+            logger.warning("threads: %s could not be reached (%s); will retry at the next run",
+                           self.base_url, self.failures[self.base_url])
+        if self.queries_sent:
+            logger.info("threads: sent %d keyword queries (a user may send %s in 24 hours)",
+                        self.queries_sent, f"{DAILY_QUERIES:,}")
+        if self.pages_fetched or self.blocked:
+            blocked = sum(self.blocked.values())
+            why = ", ".join(f"{r}: {n}" if len(self.blocked) > 1 else r for r, n in sorted(self.blocked.items()))
+            logger.log(
+                logging.WARNING if blocked or self.unreadable else logging.INFO,
+                "threads: %d post pages fetched, %d blocked%s, %d unreadable",
+                self.pages_fetched, blocked, f" ({why})" if blocked else "", self.unreadable,
+            )
