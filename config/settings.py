@@ -92,8 +92,28 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class ScheduleSettings:
-    score_interval: float = 120.0
+    score_interval: float = 120.0  # 0: continuous (config "continuous"): score as posts arrive
     aggregate_interval: float = 300.0
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    http: str | None = None  # "HOST:PORT" of /healthz and /metrics; None: no HTTP endpoint
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """What the detector after each aggregation flags, and where it sends it (murmur/alerts/)."""
+
+    enabled: bool = True
+    webhook_url: str | None = None  # None: alerts are stored and logged, not sent
+    spike_threshold: float = 5.0  # robust z of a bucket's posts above the same hour of previous days
+    shift_threshold: float = 4.0  # z of a bucket's mean polarity against the trailing days'
+    min_posts: int = 10  # a bucket needs this many posts to be judged (and a shift's baseline too)
+    baseline_days: int = 7  # the trailing window, in days
+    timeout: float = 10.0  # seconds per webhook attempt
+    retries: int = 3  # webhook attempts after the first
+    backoff: float = 1.0  # seconds before the first retry, doubled before each next one
 
 
 @dataclass(frozen=True)
@@ -104,6 +124,8 @@ class Settings:
     sources: dict[str, SourceSettings]
     model: ModelSettings
     schedule: ScheduleSettings
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
     files: tuple[str, ...] = field(default=())  # the TOML files read, for `murmur status`
 
     def enabled_sources(self) -> list[SourceSettings]:
@@ -231,6 +253,51 @@ def _database_url(key: str, value: Any) -> str:
     return text
 
 
+def _score_interval(key: str, value: Any) -> float:
+    """A duration, or "continuous" (also 0): the service scores new posts as they arrive."""
+    if value == 0 or (isinstance(value, str) and value.strip().lower() == "continuous"):
+        return 0.0
+    try:
+        return parse_duration(key, value)
+    except ConfigError:
+        raise _fail(key, value, 'use "continuous" or a duration such as "30s", "2m", "1h"') from None
+
+
+def _http_address(key: str, value: Any) -> str | None:
+    """An address "HOST:PORT" (port 0: any free one), or "" / "off" / false for no HTTP endpoint."""
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("", "off", "false", "no")):
+        return None
+    if isinstance(value, str) and re.match(r"^(\[[0-9A-Fa-f:.]+\]|[\w.-]+):\d{1,5}$", value.strip()) \
+            and int(value.strip().rsplit(":", 1)[1]) <= 65535:
+        return value.strip()
+    raise _fail(key, value, 'use "HOST:PORT", e.g. "127.0.0.1:9464", or "" for no HTTP endpoint')
+
+
+def _positive_number(key: str, value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    if isinstance(value, str) and re.match(r"^\s*\d+(\.\d+)?\s*$", value) and float(value) > 0:
+        return float(value)
+    raise _fail(key, value, "use a number above 0, e.g. 4.0")
+
+
+def _webhook_url(key: str, value: Any) -> str | None:
+    """An http(s) URL kept exactly as given (a trailing slash can matter to a webhook), or "" for none.
+    The value is never echoed: webhook URLs often carry their secret token."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    if isinstance(value, str) and re.match(r"^https?://[^/\s]+\S*$", value.strip()):
+        return value.strip()
+    raise _fail(key, "<hidden>", 'use an http:// or https:// URL (or MURMUR_ALERTS__WEBHOOK_URL), or "" for none')
+
+
+def _baseline_days(key: str, value: Any) -> int:
+    days = _positive_int(key, value)
+    if days > 366:
+        raise _fail(key, value, "use a whole number of days from 1 to 366")
+    return days
+
+
 # (key, converter) per section; the order is the order `murmur config` would print them in.
 _SECTIONS: dict[str, dict[str, Any]] = {
     "database": {"url": _database_url, "data_dir": lambda k, v: Path(_str(k, v)).expanduser()},
@@ -249,7 +316,19 @@ _SECTIONS: dict[str, dict[str, Any]] = {
         "languages": _languages,
         "routes": _routes,
     },
-    "schedule": {"score_interval": parse_duration, "aggregate_interval": parse_duration},
+    "schedule": {"score_interval": _score_interval, "aggregate_interval": parse_duration},
+    "service": {"http": _http_address},
+    "alerts": {
+        "enabled": _bool,
+        "webhook_url": _webhook_url,
+        "spike_threshold": _positive_number,
+        "shift_threshold": _positive_number,
+        "min_posts": _positive_int,
+        "baseline_days": _baseline_days,
+        "timeout": parse_duration,
+        "retries": _non_negative_int,
+        "backoff": _non_negative_float,
+    },
 }
 _SOURCE_KEYS: dict[str, Any] = {
     "enabled": _bool,
@@ -409,4 +488,6 @@ def build_settings(raw: dict[str, Any]) -> Settings:
         sources=sources,
         model=ModelSettings(**sections["model"]),
         schedule=ScheduleSettings(**sections["schedule"]),
+        service=ServiceSettings(**sections["service"]),
+        alerts=AlertSettings(**sections["alerts"]),
     )

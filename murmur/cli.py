@@ -24,6 +24,7 @@ from murmur.config import ConfigError, load_settings
 
 if TYPE_CHECKING:
     from murmur.config import Settings
+    from murmur.config.settings import AlertSettings
 
 logger = logging.getLogger("murmur")
 
@@ -187,41 +188,47 @@ def cmd_score(ctx: Context) -> int:
     return EXIT_OK
 
 
-def aggregate_all(conn: Any, rebuild: bool = False) -> Any:
+def aggregate_all(conn: Any, rebuild: bool = False, alerts: AlertSettings | None = None) -> Any:
+    """Aggregate, checking the recomputed buckets for alerts (when `alerts` is given and enabled), then
+    deliver undelivered alerts to the webhook; a failing webhook is reported, never an error."""
+    from murmur.alerts import deliver_pending, detector
     from murmur.store.runs import finish_run, start_run
     from murmur.store.trends import aggregate
 
     run_id = start_run(conn, "aggregate")
-    result = aggregate(conn, rebuild=rebuild)
+    result = aggregate(conn, rebuild=rebuild, detect=detector(alerts) if alerts else None)
     finish_run(conn, run_id, status="ok", stats=result.__dict__ | {"rebuild": rebuild})
-    print(f"aggregate: {result.scores} new scores, {result.buckets} buckets recomputed, {result.rows} rows")
+    print(f"aggregate: {result.scores} new scores, {result.buckets} buckets recomputed, {result.rows} rows"
+          + (f", {result.alerts} new alerts" if alerts and alerts.enabled else ""))
+    if alerts and alerts.enabled and alerts.webhook_url:
+        sent = deliver_pending(conn, alerts)
+        if sent.delivered or sent.waiting:
+            print(f"alerts: {sent.delivered} delivered to the webhook"
+                  + (f", {sent.waiting} waiting for the next run ({sent.error})" if sent.waiting else ""))
     return result
 
 
 def cmd_aggregate(ctx: Context) -> int:
     with ctx.connect() as conn:
-        aggregate_all(conn, ctx.args.rebuild)
+        aggregate_all(conn, ctx.args.rebuild, ctx.settings.alerts)
     return EXIT_OK
 
 
-def cmd_report(ctx: Context, database: str = "murmur") -> int:
-    from murmur.reports.report import render_trend
-    from murmur.store.trends import trend
+def cmd_report(ctx: Context, database: str = "murmur", *, empty_ok: bool = False) -> int:
+    from murmur.reports.command import ReportOptions, run_report
+    from murmur.reports.filters import EmptyReport, ReportError
 
-    args = ctx.args
-    with ctx.connect(database) as conn:
-        rows = trend(
-            conn, by=args.by, model=args.model, since=args.since, until=args.until,
-            terms=args.term or None, sources=args.source or None,
-        )
-    if not rows:
-        print(
-            "report: no scored posts in that range; run `murmur run --once` (or crawl, score, aggregate), "
-            "or widen --since/--term/--source",
-            file=sys.stderr,
-        )
-        return EXIT_OK
-    sys.stdout.write(render_trend(rows, args.format, by=args.by))
+    try:
+        opts = ReportOptions.from_args(ctx.args)
+        notes = sys.stderr if opts.format and opts.output is None else sys.stdout  # stdout carries the data
+        with ctx.connect(database) as conn:
+            run_report(conn, opts, terms=ctx.settings.terms, sources=tuple(ctx.settings.sources),
+                       stdout=sys.stdout, notes=notes)
+    except ReportError as err:
+        raise UserError(str(err)) from None
+    except EmptyReport as err:
+        print(f"{'report' if empty_ok else 'murmur: error'}: {err}", file=sys.stderr)
+        return EXIT_OK if empty_ok else EXIT_ERROR
     return EXIT_OK
 
 
@@ -236,15 +243,16 @@ def cmd_run(ctx: Context) -> int:
         print(f"crawl {o.source}: {o.status}, {o.new_posts} new posts")
     with ctx.connect() as conn:
         score_all(ctx, conn)
-        aggregate_all(conn)
+        aggregate_all(conn, alerts=ctx.settings.alerts)
     use_report_defaults(ctx.args)
-    return cmd_report(ctx)
+    return cmd_report(ctx, empty_ok=True)
 
 
 def use_report_defaults(args: argparse.Namespace) -> None:
     """`murmur report`'s defaults, for commands that end with a report (run --once, demo)."""
     defaults = build_parser().parse_args(["report"])
-    for name in ("by", "model", "since", "until", "term", "source", "format"):
+    for name in ("by", "model", "since", "until", "term", "source", "lang", "compare", "format", "sections", "output",
+                 "chart", "html", "top"):
         setattr(args, name, getattr(defaults, name))
 
 
@@ -354,20 +362,12 @@ def cmd_model_predict(ctx: Context) -> int:
 
 
 def cmd_status(ctx: Context) -> int:
-    from murmur.store.runs import recent_runs
+    from murmur.scheduler.status import gather, render
 
     url = ctx.database_url()
     with ctx.connect() as conn:
-        counts = conn.execute(
-            "SELECT (SELECT count(*) FROM posts), (SELECT count(*) FROM sentiment_scores), "
-            "(SELECT count(*) FROM aggregates)"
-        ).fetchone()
-        runs = recent_runs(conn, ctx.args.limit)
-    print(f"database: {_hide_password(url)}")
-    print(f"posts: {counts[0]}  scores: {counts[1]}  aggregate rows: {counts[2]}")
-    for r in runs:
-        took = f"{(r['finished_at'] - r['started_at']).total_seconds():.1f}s" if r["finished_at"] else "running"
-        print(f"{r['started_at']:%Y-%m-%d %H:%M:%S}  {r['job']:<16} {r['status']:<11} {took:>8}  {r['error'] or ''}")
+        status = gather(conn, ctx.settings, limit=ctx.args.limit)
+    sys.stdout.write(render(status, ctx.args.format, database=_hide_password(url)))
     return EXIT_OK
 
 
@@ -428,8 +428,10 @@ def build_parser() -> argparse.ArgumentParser:
             "murmur aggregate --rebuild")
     p.add_argument("--rebuild", action="store_true", help="recompute every bucket from posts and scores")
 
-    p = add("report", cmd_report, "Print posts and sentiment over time per term and source.",
-            "murmur report --by day --since 2025-01-13 --term RedNote --format csv")
+    p = add("report", cmd_report, "Posts and sentiment over time per term, source and language: a table with "
+            "sparklines, CSV, JSON or Parquet, a chart, or an HTML report.",
+            "murmur report --by day --since 2025-01-13 --term RedNote --format csv\n"
+            "  murmur report --by week --compare source --chart trend.png --html report.html")
     _report_options(p)
 
     p = add("run", cmd_run, "One full cycle: crawl, score, aggregate, then print the report.", "murmur run --once")
@@ -437,16 +439,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(batch_size=256)
 
     add("serve", cmd_serve, "Run the background service: crawl, score and aggregate on the configured "
-        "intervals until SIGTERM or Ctrl-C.", "murmur serve")
+        "intervals until SIGTERM or Ctrl-C. Several services on one database take turns (a hot standby); "
+        "with service.http set, it serves /healthz and Prometheus /metrics.",
+        "MURMUR_SERVICE__HTTP=127.0.0.1:9464 murmur serve")
 
     p = add("demo", cmd_demo, "The full cycle offline: serve recorded Mastodon responses locally, crawl "
             "them into the embedded database (its own murmur_demo database), score, aggregate, report.",
             "murmur demo")
     p.set_defaults(batch_size=256)
 
-    p = add("status", cmd_status, "Counts of posts, scores and aggregates, and the latest job runs.",
-            "murmur status --limit 5")
+    p = add("status", cmd_status, "Per source: the last run, its result, posts collected in the last day and "
+            "the next scheduled run; the unscored backlog, the scorer's throughput, and the latest job runs.",
+            "murmur status --format json")
     p.add_argument("--limit", type=int, default=10, help="how many runs to list (default 10)")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
 
     model = add("model", lambda ctx: _usage(model), "Train the sentiment model.", "murmur model train --help")
     msub = model.add_subparsers(dest="model_command", metavar="MODEL_COMMAND")
@@ -495,13 +501,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _report_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--by", choices=("day", "hour"), default="day", help="bucket size (default day)")
-    p.add_argument("--since", type=_date, help="first bucket, e.g. 2025-01-13")
+    p.add_argument("--by", choices=("hour", "day", "week"), default="day", help="period (default day; weeks "
+                   "start on Monday, UTC)")
+    p.add_argument("--since", type=_date, help="first period, e.g. 2025-01-13")
     p.add_argument("--until", type=_date, help="end (exclusive), e.g. 2025-02-01")
-    p.add_argument("--term", action="append", default=[], help="only this term (repeatable)")
-    p.add_argument("--source", action="append", default=[], help="only this source (repeatable)")
+    p.add_argument("--term", action="append", default=[], help="only these terms (repeatable, or a comma list)")
+    p.add_argument("--source", action="append", default=[], help="only these sources (repeatable, or a comma list)")
+    p.add_argument("--lang", action="append", default=[], help="only posts in these languages, e.g. en,zh")
+    p.add_argument("--compare", choices=("source", "term", "lang"), help="put the series of each source (term, "
+                   "language) side by side (a post in two series counts in each)")
     p.add_argument("--model", help="model id (default: the one that scored last)")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
+    p.add_argument("--format", choices=("table", "csv", "json", "parquet"), help="output format (default table; "
+                   "parquet needs --output and pyarrow)")
+    p.add_argument("--output", type=Path, metavar="FILE", help="write the --format output to FILE")
+    p.add_argument("--sections", action="append", metavar="LIST", help="trend, cooccurrence, languages "
+                   "(default: all three in the table, trend in csv/json/parquet; json takes several)")
+    p.add_argument("--chart", type=Path, metavar="FILE.png", help="write a chart: posts (bars) and mean sentiment "
+                   "(line, with a ±1.96 SE band) per series; .png, .svg or .pdf")
+    p.add_argument("--html", type=Path, metavar="FILE.html", help="write one self-contained HTML report: chart, "
+                   "tables, top positive and negative posts, alerts")
+    p.add_argument("--top", type=int, default=5, help="top posts, and co-occurring hashtags per period (default 5)")
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

@@ -74,7 +74,8 @@ def run_demo(ctx: Context) -> int:
     with connect(url) as conn:
         migrate(conn)
         score_all(ctx, conn)
-        aggregate_all(conn)
+        # Alerts on the demo's synthetic posts are stored in its database, never sent to your webhook.
+        aggregate_all(conn, alerts=replace(settings.alerts, webhook_url=None))
     use_report_defaults(ctx.args)
     print(f"demo: trend report (posts and mean sentiment per day, term and source), "
           f"{time.monotonic() - started:.0f}s so far\n")

@@ -1,4 +1,5 @@
-"""Rendering trend rows for people (a table) and programs (CSV, JSON)."""
+"""Rendering store.trends.TrendRow rows (the service's log of recent trends) as a table, CSV or JSON.
+`murmur report` itself builds a reports.build.Report; see reports/text.py and reports/export.py."""
 
 from __future__ import annotations
 
@@ -8,19 +9,14 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from murmur.reports.text import polarity_bar, sparkline, table, when_format
+
 if TYPE_CHECKING:
     from murmur.store.trends import TrendRow
 
-_BARS = "▁▂▃▄▅▆▇█"
+__all__ = ["polarity_bar", "render_trend"]
 
-
-def polarity_bar(value: float, width: int = 10) -> str:
-    """-1..1 as a bar centred on '|': negative grows left, positive right."""
-    half = width // 2
-    n = min(half, round(abs(value) * half))
-    left = " " * (half - n) + ("-" * n if value < 0 else "")
-    right = ("+" * n if value > 0 else "") + " " * (half - (n if value > 0 else 0))
-    return f"{left.rjust(half)}|{right}"
+_COLUMNS = ("bucket_start", "source", "term", "posts", "negative", "neutral", "positive", "mean_polarity")
 
 
 def render_trend(rows: Sequence[TrendRow], fmt: str, *, by: str = "day") -> str:
@@ -30,46 +26,20 @@ def render_trend(rows: Sequence[TrendRow], fmt: str, *, by: str = "day") -> str:
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["bucket_start", "source", "term", "posts", "negative", "neutral", "positive", "mean_polarity"])
+        writer.writerow(_COLUMNS)
         for r in rows:
             d = r.as_dict()
-            writer.writerow([d[k] for k in ("bucket_start", "source", "term", "posts", "negative", "neutral",
-                                            "positive", "mean_polarity")])
+            writer.writerow([d[k] for k in _COLUMNS])
         return out.getvalue()
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}; use table, csv or json")
-    when = "%Y-%m-%d" if by == "day" else "%Y-%m-%d %H:00"
-    header = (by, "source", "term", "posts", "neg", "neu", "pos", "polarity", "")
     body = [
         (
-            r.bucket_start.strftime(when), r.source, r.term, str(r.posts), str(r.negative), str(r.neutral),
-            str(r.positive), f"{r.mean_polarity:+.2f}", polarity_bar(r.mean_polarity),
+            r.bucket_start.strftime(when_format(by)), r.source, r.term, str(r.posts), str(r.negative),
+            str(r.neutral), str(r.positive), f"{r.mean_polarity:+.2f}", polarity_bar(r.mean_polarity),
         )
         for r in rows
     ]
-    widths = [max(len(_cell(row[i])) for row in (header, *body)) for i in range(len(header))]
-    numeric = {3, 4, 5, 6, 7}
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            c.rjust(w + len(c) - len(_cell(c))) if i in numeric else c.ljust(w + len(c) - len(_cell(c)))
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    volume = _sparkline([r.posts for r in rows])
-    lines = [line(header), line(["-" * w for w in widths]), *(line(row) for row in body)]
-    total = sum(r.posts for r in rows)
-    lines.append(f"\n{len(rows)} rows, {total} posts; volume {volume}")
+    lines = table((by, "source", "term", "posts", "neg", "neu", "pos", "polarity", ""), body, {3, 4, 5, 6, 7})
+    lines.append(f"\n{len(rows)} rows, {sum(r.posts for r in rows)} posts; volume {sparkline([r.posts for r in rows])}")
     return "\n".join(lines) + "\n"
-
-
-def _cell(text: str) -> str:
-    """Display width: CJK characters take two columns in a terminal."""
-    return "".join(ch * (2 if "\u2e80" <= ch <= "\ufaff" else 1) for ch in text)
-
-
-def _sparkline(values: Sequence[int]) -> str:
-    if not values:
-        return ""
-    top = max(values) or 1
-    return "".join(_BARS[min(len(_BARS) - 1, int(v / top * (len(_BARS) - 1)))] for v in values)

@@ -1,11 +1,17 @@
 """`murmur serve`: APScheduler runs crawl, score and aggregate jobs on their intervals.
 
 - Jobs persist in PostgreSQL (APScheduler's SQLAlchemy job store, table `apscheduler_jobs`), so a
-  restart keeps each job's next run time instead of starting every schedule over.
+  restart keeps each job's next run time instead of starting every schedule over; and a job whose
+  last successful run (in `job_runs`) is recent waits for its next slot rather than running at once.
 - A job never overlaps itself: `max_instances=1` in this process, and a PostgreSQL advisory lock
-  per job across processes (two services on one database take turns).
+  per job across processes. Two services on one database share the job store and take turns: the
+  one that finds a job's lock taken skips that turn, so a second service is a hot standby that
+  takes over the jobs when the first stops.
+- Missed runs (the service was down, or every worker busy) are coalesced into one, and a run
+  later than one interval is dropped: its next slot comes as soon.
 - SIGTERM/SIGINT stop it cleanly: no new jobs start, the scoring job stops between batches, a
   running crawl child gets SIGTERM (Scrapy then flushes its pipelines), then the process exits.
+- With `service.http` set, /healthz and Prometheus /metrics are served (scheduler/health.py).
 """
 
 from __future__ import annotations
@@ -15,25 +21,35 @@ import logging
 import signal
 import subprocess
 import threading
+import time
 import zlib
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.base import STATE_RUNNING
+from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 
+from murmur.config import ConfigError
+from murmur.scheduler.metrics import Metrics, first_line, probe_connection
 from murmur.store.db import connect
 from murmur.store.migrate import migrate
+from murmur.store.status import last_successes, latest_runs
 
 if TYPE_CHECKING:
     import psycopg
 
     from murmur.config import Settings
+    from murmur.scheduler.health import HealthServer
     from murmur.sentiment.worker import Route
 
 logger = logging.getLogger(__name__)
+
+
+def job_lock_key(job: str) -> int:
+    """The advisory lock key of a job: the same in every murmur process on the database."""
+    return zlib.crc32(f"murmur-job:{job}".encode())
 
 
 def sqlalchemy_url(database_url: str) -> str:
@@ -57,7 +73,12 @@ class _Scheduler(BackgroundScheduler):  # type: ignore[misc]
 class Service:
     """The long-running scheduler. `run_forever()` blocks until a stop signal."""
 
-    child_grace = 60.0  # seconds a crawl child gets to close after SIGTERM
+    child_grace = 60.0  # seconds a crawl child gets to close after SIGTERM (deploy/murmur.service allows 90)
+    score_poll = 5.0  # score_interval = "continuous": how often an idle scorer looks for new posts
+    # Posts a scoring run scores before it aggregates them: at ~250 posts/s on a CPU, trends move
+    # every 20 s or so during a back-fill, and aggregation (incremental) stays cheap next to it.
+    score_pass_limit = 5000
+    aggregate_wait = 300.0  # seconds the aggregation after scoring waits for one already running
 
     def __init__(self, settings: Settings, database_url: str, *, config_file: str | Path | None = None) -> None:
         self.settings = settings
@@ -69,6 +90,9 @@ class Service:
         self._routes_lock = threading.Lock()
         self.scheduler: Any = None
         self.model_error: str | None = None  # the last model-loading error logged
+        self.metrics = Metrics(database_url, sources=[s.name for s in settings.enabled_sources()])
+        self.http: HealthServer | None = None
+        self.started_at = datetime.now(UTC)
 
     # --- shared resources for the jobs ---
 
@@ -87,11 +111,16 @@ class Service:
             return self._routes
 
     @contextlib.contextmanager
-    def job_lock(self, job: str) -> Iterator[bool]:
-        """A session advisory lock named after the job; yields False when another process holds it."""
-        key = zlib.crc32(f"murmur-job:{job}".encode())
+    def job_lock(self, job: str, *, wait: float = 0.0) -> Iterator[bool]:
+        """A session advisory lock named after the job; yields False when another session holds it
+        (after waiting up to `wait` seconds for it, unless the service is stopping)."""
+        key = job_lock_key(job)
+        deadline = time.monotonic() + wait
         with connect(self.database_url, autocommit=True) as conn:
-            got = bool(conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0])  # type: ignore[index]
+            while True:
+                got = bool(conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0])  # type: ignore[index]
+                if got or time.monotonic() >= deadline or self.stopping.wait(0.5):
+                    break
             try:
                 yield got
             finally:
@@ -101,61 +130,137 @@ class Service:
     # --- lifecycle ---
 
     def schedule(self) -> Any:
-        """Create the scheduler with the PostgreSQL job store and (re)register the jobs."""
+        """Create the scheduler with the PostgreSQL job store and (re)register the jobs; it starts paused."""
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 
         from murmur.scheduler import jobs
 
         with connect(self.database_url) as conn:
             migrate(conn)
+        wanted: dict[str, tuple[Any, tuple[Any, ...], float]] = {
+            f"crawl:{s.name}": (jobs.crawl, (s.name,), s.interval) for s in self.settings.enabled_sources()
+        }
+        wanted["score"] = (jobs.score, (), self.settings.schedule.score_interval or self.score_poll)
+        wanted["aggregate"] = (jobs.aggregate, (), self.settings.schedule.aggregate_interval)
         scheduler = _Scheduler(
             jobstores={"default": SQLAlchemyJobStore(url=sqlalchemy_url(self.database_url),
                                                      tablename="apscheduler_jobs")},
-            executors={"default": {"type": "threadpool", "max_workers": 4}},
+            # A thread per job: a crawl waits on its child for minutes, and must not hold up scoring.
+            executors={"default": {"type": "threadpool", "max_workers": len(wanted) + 1}},
             # coalesce: after downtime, one catch-up run, not one per missed interval.
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
             timezone=UTC,
         )
         jobs.bind(self)
-        scheduler.start(paused=True)
-        wanted: dict[str, tuple[Any, tuple[Any, ...], float]] = {
-            f"crawl:{s.name}": (jobs.crawl, (s.name,), s.interval) for s in self.settings.enabled_sources()
-        }
-        wanted["score"] = (jobs.score, (), self.settings.schedule.score_interval)
-        wanted["aggregate"] = (jobs.aggregate, (), self.settings.schedule.aggregate_interval)
+        # Two services starting together would both create the job store's table and both rewrite
+        # the jobs: one at a time (after two minutes a stuck one is not waited for).
+        with self.job_lock("schedule", wait=120.0):
+            scheduler.start(paused=True)
+            self._register(scheduler, wanted)
+        self.scheduler = scheduler
+        return scheduler
+
+    def _register(self, scheduler: Any, wanted: dict[str, tuple[Any, tuple[Any, ...], float]]) -> None:
+        """Add, keep or move each wanted job; remove the rest."""
         for job in scheduler.get_jobs():
             if job.id not in wanted:
                 job.remove()  # a source disabled since the last start
         now = datetime.now(UTC)
         cut_short = self._cut_short_jobs()
+        with connect(self.database_url) as conn:
+            succeeded = last_successes(conn)
         for job_id, (func, args, seconds) in wanted.items():
             existing = scheduler.get_job(job_id)
             same = existing is not None and existing.trigger.interval.total_seconds() == seconds
-            if same and job_id in cut_short:
+            if job_id in cut_short:
                 # A crawl stopped mid-way resumes now, not an interval later: its cursor did not move,
                 # and the upserts make fetching the same pages again harmless.
-                existing.modify(next_run_time=now)
-                logger.info("job %s: its last run was cut short; running it now", job_id)
-                continue
+                when, why = now, "its last run was cut short; running it now"
+            else:
+                when = (existing.next_run_time or now) if same else now
+                why = f"kept, next run {when}" if same else f"every {seconds:g}s, first run now"
+                last_ok = succeeded.get(job_id)
+                if last_ok is not None and last_ok + timedelta(seconds=seconds) > when:
+                    # A restart (or another service, or `murmur crawl` by hand) must not repeat a run
+                    # that has just succeeded: the job waits for the slot after it.
+                    when = last_ok + timedelta(seconds=seconds)
+                    why = f"every {seconds:g}s; last ran ok at {last_ok:%Y-%m-%d %H:%M:%S}, next run {when}"
             if same:
-                logger.info("job %s: kept, next run %s", job_id, existing.next_run_time)
-                continue
-            scheduler.add_job(func, "interval", seconds=seconds, args=args, id=job_id, name=job_id,
-                              replace_existing=True, next_run_time=now)
-            logger.info("job %s: every %gs, first run now", job_id, seconds)
-        self.scheduler = scheduler
-        return scheduler
+                if when != existing.next_run_time:  # (a kept time in the past runs at once, coalesced)
+                    existing.modify(next_run_time=when)
+            else:
+                # misfire_grace_time: a run more than one interval late is dropped (coalesced runs are
+                # never that late); the next slot is no further away.
+                scheduler.add_job(func, "interval", seconds=seconds, args=args, id=job_id, name=job_id,
+                                  replace_existing=True, next_run_time=when,
+                                  misfire_grace_time=max(int(seconds), 1))
+            logger.info("job %s: %s", job_id, why)
 
     def _cut_short_jobs(self) -> set[str]:
-        """Jobs whose latest run was interrupted or never finished (the process was killed)."""
+        """Jobs whose latest run was interrupted, or never finished and is not running elsewhere
+        (the process running it was killed)."""
         with connect(self.database_url) as conn:
-            rows = conn.execute(
-                """
-                SELECT DISTINCT ON (job) job, status FROM job_runs
-                ORDER BY job, started_at DESC, id DESC
-                """
-            ).fetchall()
-        return {job for job, status in rows if status in ("interrupted", "running")}
+            latest = latest_runs(conn)
+        cut = set()
+        for job, run in latest.items():
+            if run["status"] == "interrupted":
+                cut.add(job)
+            elif run["status"] == "running":
+                with self.job_lock(job) as free:  # a live run holds its job's lock
+                    if free:
+                        cut.add(job)
+        return cut
+
+    # --- health ---
+
+    def scheduler_state(self) -> str:
+        scheduler = self.scheduler
+        if self.stopping.is_set():
+            return "stopping"
+        if scheduler is None:
+            return "starting"
+        thread = getattr(scheduler, "_thread", None)
+        if scheduler.state == STATE_RUNNING and (thread is None or thread.is_alive()):
+            return "running"
+        return "paused" if scheduler.state == STATE_PAUSED else "stopped"
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, what /healthz says): healthy when the scheduler runs and PostgreSQL answers."""
+        state = self.scheduler_state()
+        try:
+            with probe_connection(self.database_url) as conn:
+                conn.execute("SELECT 1")
+            database = "ok"
+        except Exception as err:  # any failure to answer is "unhealthy", never an error page
+            database = first_line(err)
+        ok = state == "running" and database == "ok"
+        body: dict[str, Any] = {"status": "ok" if ok else "unavailable", "scheduler": state, "database": database,
+                                "started_at": self.started_at.isoformat(timespec="seconds")}
+        if ok:
+            body["next_runs"] = {
+                job.id: job.next_run_time.isoformat(timespec="seconds") if job.next_run_time else None
+                for job in self.scheduler.get_jobs()
+            }
+        return ok, body
+
+    def start_http(self) -> None:
+        """Serve /healthz and /metrics when `service.http` asks for it; a taken port stops the start."""
+        address = self.settings.service.http
+        if not address:
+            return
+        from murmur.scheduler.health import HealthServer
+
+        try:
+            self.http = HealthServer(address, self.health, self.metrics.registry)
+        except OSError as err:
+            raise ConfigError(
+                f"config key 'service.http' is {address!r}, which cannot be served ({err.strerror or err}); "
+                'pick another HOST:PORT, or set service.http = "" for none'
+            ) from None
+        self.http.start()
+        logger.info("health and metrics on %s (/healthz, /metrics)", self.http.url)
+
+    # --- lifecycle ---
 
     def stop(self, *_: Any) -> None:
         if not self.stopping.is_set():
@@ -165,6 +270,7 @@ class Service:
     def run_forever(self) -> int:
         previous = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
+            self.start_http()  # first: a port that cannot be served fails before any job starts
             scheduler = self.schedule()
             scheduler.resume()
             logger.info("murmur service running (%d jobs); stop with Ctrl-C or SIGTERM", len(scheduler.get_jobs()))
@@ -175,6 +281,8 @@ class Service:
             logger.info("murmur service stopped")
             return 0
         finally:
+            if self.http is not None:
+                self.http.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             from murmur.scheduler import jobs

@@ -34,6 +34,12 @@ def finish_run(
         )
 
 
+def discard_run(conn: psycopg.Connection, run_id: int) -> None:
+    """Remove a run that turned out to have nothing to do (the continuous scorer's idle looks)."""
+    with conn.transaction():
+        conn.execute("DELETE FROM job_runs WHERE id = %s", (run_id,))
+
+
 def recent_runs(conn: psycopg.Connection, limit: int = 20) -> list[dict[str, Any]]:
     """The latest runs, newest first."""
     cur = conn.execute(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import psycopg
+
+logger = logging.getLogger(__name__)
 
 AGGREGATE_LOCK_KEY = 0x61676772  # "aggr": one aggregation at a time per database
 
@@ -26,15 +30,20 @@ JOIN posts p ON p.id = c.post_id
 CROSS JOIN (VALUES ('hour', INTERVAL '1 hour'), ('day', INTERVAL '1 day')) AS b(size, step)
 """
 
+# A post weighs 1 + ln(1 + likes + reposts + replies) in `weighted_polarity` (the same formula as
+# migration 0003's backfill): reactions count, but a viral post does not drown the rest.
 _RECOMPUTE = """
 INSERT INTO aggregates AS a (bucket_size, bucket_start, source, term, lang, model,
-                             posts, negative, neutral, positive, mean_polarity, updated_at)
+                             posts, negative, neutral, positive, mean_polarity,
+                             weighted_polarity, engagement, updated_at)
 SELECT t.bucket_size, t.bucket_start, p.source, term, COALESCE(p.lang, 'und'), s.model,
        count(*),
        count(*) FILTER (WHERE s.label = 'negative'),
        count(*) FILTER (WHERE s.label = 'neutral'),
        count(*) FILTER (WHERE s.label = 'positive'),
        avg(s.positive - s.negative),
+       sum(e.weight * (s.positive - s.negative)) / sum(e.weight),
+       sum(e.engagement),
        now()
 FROM touched_buckets t
 JOIN posts p
@@ -43,6 +52,11 @@ JOIN posts p
  AND p.created_at < t.bucket_start + CASE t.bucket_size WHEN 'hour' THEN INTERVAL '1 hour' ELSE INTERVAL '1 day' END
 JOIN sentiment_scores s ON s.post_id = p.id AND s.model = t.model
 CROSS JOIN LATERAL unnest(p.terms) AS term
+CROSS JOIN LATERAL (
+    SELECT COALESCE(p.likes, 0)::bigint + COALESCE(p.reposts, 0) + COALESCE(p.replies, 0) AS engagement,
+           1 + ln(1 + greatest(COALESCE(p.likes, 0)::bigint + COALESCE(p.reposts, 0)
+                               + COALESCE(p.replies, 0), 0)) AS weight
+) e
 GROUP BY t.bucket_size, t.bucket_start, p.source, term, COALESCE(p.lang, 'und'), s.model
 ON CONFLICT (bucket_size, bucket_start, source, term, lang, model) DO UPDATE SET
     posts = EXCLUDED.posts,
@@ -50,6 +64,8 @@ ON CONFLICT (bucket_size, bucket_start, source, term, lang, model) DO UPDATE SET
     neutral = EXCLUDED.neutral,
     positive = EXCLUDED.positive,
     mean_polarity = EXCLUDED.mean_polarity,
+    weighted_polarity = EXCLUDED.weighted_polarity,
+    engagement = EXCLUDED.engagement,
     updated_at = EXCLUDED.updated_at
 """
 
@@ -68,11 +84,23 @@ class AggregateRun:
     scores: int  # newly counted scores
     buckets: int  # (size, start, source, model) buckets recomputed
     rows: int  # aggregate rows written
+    alerts: int = 0  # alerts the `detect` hook stored (new or updated)
 
 
-def aggregate(conn: psycopg.Connection, *, rebuild: bool = False) -> AggregateRun:
+def aggregate(
+    conn: psycopg.Connection,
+    *,
+    rebuild: bool = False,
+    detect: Callable[[psycopg.Connection], int] | None = None,
+) -> AggregateRun:
     """Fold newly scored posts into the hour and day buckets; `rebuild` recomputes every bucket
-    and gives the same rows as the incremental runs did."""
+    and gives the same rows as the incremental runs did.
+
+    `detect(conn)` runs in the same transaction once the buckets are recomputed, with the temporary
+    table `touched_buckets` (bucket_size, bucket_start, source, model) naming them, and returns how
+    many alerts it stored. It runs in a savepoint: when it fails, the failure is logged and the
+    aggregation still commits, so a detector bug never stops the trends.
+    """
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (AGGREGATE_LOCK_KEY,))
         if rebuild:
@@ -96,7 +124,14 @@ def aggregate(conn: psycopg.Connection, *, rebuild: bool = False) -> AggregateRu
             cur.execute(_RECOMPUTE)
             rows = cur.rowcount
             cur.execute(_DROP_STALE)
-    return AggregateRun(scores=int(scores_row[0]) if scores_row else 0, buckets=touched, rows=rows)
+        alerts = 0
+        if detect is not None:
+            try:
+                with conn.transaction():
+                    alerts = detect(conn)
+            except Exception:
+                logger.exception("alert detection failed; the aggregates are stored, these buckets go unchecked")
+    return AggregateRun(scores=int(scores_row[0]) if scores_row else 0, buckets=touched, rows=rows, alerts=alerts)
 
 
 @dataclass(frozen=True)

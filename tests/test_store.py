@@ -136,20 +136,22 @@ def _score_all(conn: psycopg.Connection, label_of: dict[int, Score]) -> None:
 def _rows(conn: psycopg.Connection) -> list[tuple]:
     return conn.execute(
         "SELECT bucket_size, bucket_start, source, term, lang, model, posts, negative, neutral, positive,"
-        " round(mean_polarity::numeric, 6) FROM aggregates ORDER BY 1, 2, 3, 4, 5, 6"
+        " round(mean_polarity::numeric, 6), round(weighted_polarity::numeric, 6), engagement"
+        " FROM aggregates ORDER BY 1, 2, 3, 4, 5, 6"
     ).fetchall()
 
 
 def test_incremental_aggregation_equals_a_rebuild(conn: psycopg.Connection) -> None:
     with conn.transaction():
-        upsert_posts(conn, [make_post(i, created=T0 + timedelta(minutes=20 * i)) for i in range(6)])
+        upsert_posts(conn, [make_post(i, created=T0 + timedelta(minutes=20 * i), likes=10 * i) for i in range(6)])
         upsert_posts(conn, [make_post(100, text="小红书 好", lang="zh", terms=["小红书", "RedNote"])])
     _score_all(conn, {1: Score("positive", 0.0, 0.1, 0.9), 2: Score("negative", 0.8, 0.1, 0.1)})
     first = aggregate(conn)
     assert first.scores == 7 and first.rows > 0
     assert aggregate(conn).scores == 0  # nothing new: nothing recomputed
-    with conn.transaction():  # later posts in the same buckets, and a post changing language
+    with conn.transaction():  # later posts in the same buckets, a post changing language, one gaining likes
         upsert_posts(conn, [make_post(i, created=T0 + timedelta(minutes=20 * i)) for i in range(6, 9)])
+        upsert_posts(conn, [make_post(1, created=T0 + timedelta(minutes=20), likes=500)])
         upsert_posts(conn, [make_post(100, text="小红书 好", lang="ja", terms=["小红书", "RedNote"])])
     _score_all(conn, {})
     aggregate(conn)
@@ -158,6 +160,9 @@ def test_incremental_aggregation_equals_a_rebuild(conn: psycopg.Connection) -> N
     assert _rows(conn) == incremental
     day = [r for r in incremental if r[0] == "day" and r[3] == "RedNote" and r[4] == "en"]
     assert len(day) == 1 and day[0][6] == 9 and (day[0][7], day[0][9]) == (1, 1)
+    assert day[0][12] == 500 + 20 + 30 + 40 + 50  # engagement: likes + reposts + replies, post 1's new likes
+    # The negative post (id 2) has 500 likes, weight 1 + ln 501 = 7.2: it pulls the weighted mean below the plain one.
+    assert day[0][11] < 0 < day[0][10]
     assert not [r for r in incremental if r[4] == "zh"]  # the stale language row is gone
 
 

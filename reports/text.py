@@ -1,0 +1,142 @@
+"""The report for people: aligned tables (CJK-aware), sparklines, polarity bars."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from itertools import groupby
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from murmur.reports.build import Report
+
+_BARS = "▁▂▃▄▅▆▇█"
+_SPARK_WIDTH = 60  # a longer series is summed into this many cells
+
+
+def polarity_bar(value: float, width: int = 10) -> str:
+    """-1..1 as a bar centred on '|': negative grows left, positive right."""
+    half = width // 2
+    n = min(half, round(abs(value) * half))
+    left = " " * (half - n) + ("-" * n if value < 0 else "")
+    right = ("+" * n if value > 0 else "") + " " * (half - (n if value > 0 else 0))
+    return f"{left.rjust(half)}|{right}"
+
+
+def sparkline(values: Sequence[int]) -> str:
+    """Volume as block characters, scaled to the largest; long series are summed into 60 cells."""
+    if not values:
+        return ""
+    step = -(-len(values) // _SPARK_WIDTH)
+    cells = [sum(values[i : i + step]) for i in range(0, len(values), step)]
+    top = max(cells) or 1
+    # the lowest bar only for nothing at all: a quiet period stays visible beside a busy one
+    return "".join(_BARS[0 if v <= 0 else max(1, min(len(_BARS) - 1, int(v / top * (len(_BARS) - 1))))]
+                   for v in cells)
+
+
+def display_width(text: str) -> int:
+    """Columns in a terminal: CJK characters take two."""
+    return sum(2 if "\u2e80" <= ch <= "\ufaff" or "\uff00" <= ch <= "\uff60" else 1 for ch in text)
+
+
+def table(header: Sequence[str], body: Sequence[Sequence[str]], numeric: set[int]) -> list[str]:
+    """Aligned columns, a rule under the header; `numeric` columns are right-aligned."""
+    widths = [max(display_width(row[i]) for row in (header, *body)) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        out = []
+        for i, (c, w) in enumerate(zip(cells, widths, strict=True)):
+            pad = " " * (w - display_width(c))
+            out.append(pad + c if i in numeric else c + pad)
+        return "  ".join(out).rstrip()
+
+    return [line(header), line(["-" * w for w in widths]), *(line(row) for row in body)]
+
+
+def when_format(by: str) -> str:
+    return "%Y-%m-%d %H:00" if by == "hour" else "%Y-%m-%d"
+
+
+def _when(t: datetime, by: str) -> str:
+    return t.strftime(when_format(by))
+
+
+def trend_table(report: Report) -> list[str]:
+    """The trend: one row per period and series, or the compared series side by side."""
+    f = report.filters
+    if not f.compare:
+        header = (f.by, *f.dims, "posts", "neg", "neu", "pos", "polarity", "")
+        body = [
+            (_when(p.bucket_start, f.by), *p.key, str(p.posts), str(p.negative), str(p.neutral), str(p.positive),
+             f"{p.mean_polarity:+.2f}", polarity_bar(p.mean_polarity))
+            for p in report.points
+        ]
+        n = len(f.dims)
+        return table(header, body, set(range(1 + n, 6 + n)))
+    series = report.series()
+    header = [f.by] + [c for s in series for c in (s.key[0], "polarity")]
+    body = []
+    for i, start in enumerate(report.periods):
+        row = [_when(start, f.by)]
+        for s in series:
+            p = s.points[i]
+            row += [str(p.posts), f"{p.mean_polarity:+.2f}"] if p else ["0", ""]
+        body.append(row)
+    return table(header, body, set(range(1, len(header))))
+
+
+def summary(report: Report) -> list[str]:
+    """One line per series: its volume over the whole axis as a sparkline, total and mean."""
+    series = report.series()
+    n = len(report.periods)
+    head = f"{len(series)} series over {n} {report.filters.by}{'s' if n != 1 else ''}"
+    if report.filters.compare in ("source", "lang"):  # series by term share the posts matching two terms
+        head += f", {sum(s.posts for s in series)} posts"
+    lines = [f"{head} (model {report.model})"]
+    width = max(display_width(s.label) for s in series)
+    for s in series:
+        pts = [p for p in s.points if p]
+        mean = sum(p.mean_polarity * p.posts for p in pts) / max(1, s.posts)
+        spark = sparkline([p.posts if p else 0 for p in s.points])
+        pad = " " * (width - display_width(s.label))
+        lines.append(f"  {s.label}{pad}  {spark}  {s.posts} post{'s' if s.posts != 1 else ''}, polarity {mean:+.2f}")
+    return lines
+
+
+def cooccurrence_table(report: Report) -> list[str]:
+    if not report.cooccurrence:
+        return []
+    by = report.filters.by
+    lines = ["Rising alongside: hashtags and other terms in the matching posts (share of them; * new)"]
+    body = []
+    for period, group in groupby(report.cooccurrence, key=lambda c: c.period):
+        entries = [f"{c.entry} {c.posts} ({c.share:.0%}){'*' if c.new else ''}" for c in group]
+        body.append((_when(period, by), ", ".join(entries)))
+    return lines + table((by, "top"), body, set())
+
+
+def languages_table(report: Report) -> list[str]:
+    if not report.languages:
+        return []
+    by = report.filters.by
+    body = []
+    for m in report.languages:
+        en, zh, other = m.shares()
+        cells = round(en * 12), round((en + zh) * 12)
+        bar = "█" * cells[0] + "▓" * (cells[1] - cells[0]) + "░" * (12 - cells[1])
+        body.append((_when(m.period, by), m.source, str(m.posts), f"{en:.0%}", f"{zh:.0%}", f"{other:.0%}", bar))
+    lines = ["Language mix: share of the matching posts (█ English, ▓ Chinese, ░ other or unknown)"]
+    return lines + table((by, "source", "posts", "en", "zh", "other", ""), body, {2, 3, 4, 5})
+
+
+def render_table(report: Report, sections: Sequence[str]) -> str:
+    """The report as text: the trend table and per-series sparklines, then the extra sections."""
+    blocks = []
+    if "trend" in sections:
+        blocks.append(trend_table(report) + [""] + summary(report))
+    if "cooccurrence" in sections and report.cooccurrence:
+        blocks.append(cooccurrence_table(report))
+    if "languages" in sections and report.languages:
+        blocks.append(languages_table(report))
+    return "\n\n".join("\n".join(b) for b in blocks) + "\n"

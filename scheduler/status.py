@@ -1,0 +1,136 @@
+"""`murmur status`: what the service did and will do, per job, read from the database alone (no
+service needs to be running: the job store table says when each job runs next)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from murmur.store.runs import recent_runs
+from murmur.store.status import (
+    latest_runs,
+    next_run_times,
+    posts_collected,
+    scoring_models,
+    scoring_throughput,
+    unscored_backlog,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from murmur.config import Settings
+
+NOT_SCHEDULED = "not scheduled"
+
+
+def gather(conn: psycopg.Connection, settings: Settings, *, limit: int = 10) -> dict[str, Any]:
+    """Everything `murmur status` shows, as plain data (the JSON output)."""
+    counts = conn.execute(
+        "SELECT (SELECT count(*) FROM posts), (SELECT count(*) FROM sentiment_scores), "
+        "(SELECT count(*) FROM aggregates)"
+    ).fetchone()
+    assert counts is not None
+    latest = latest_runs(conn)
+    day = posts_collected(conn, hours=24)
+    scheduled = next_run_times(conn)
+    models = scoring_models(conn)
+    enabled = {s.name for s in settings.enabled_sources()}
+    crawled = {job.removeprefix("crawl:") for job in latest if job.startswith("crawl:")}
+    jobs = []
+    for source in sorted(enabled | crawled | set(day)):
+        job = f"crawl:{source}"
+        jobs.append({"job": job, "source": source, "enabled": source in enabled, "last_run": _run(latest.get(job)),
+                     "posts_24h": day.get(source, 0), "next_run": _next(scheduled, job)})
+    for job in ("score", "aggregate"):
+        jobs.append({"job": job, "last_run": _run(latest.get(job)), "next_run": _next(scheduled, job)})
+    return {
+        "posts": counts[0], "scores": counts[1], "aggregate_rows": counts[2],
+        "backlog": {"unscored_posts": unscored_backlog(conn, models), "models": models},
+        "scorer": scoring_throughput(conn),
+        "service": "never ran on this database" if scheduled is None else "scheduled",
+        "jobs": jobs,
+        "recent_runs": [_run(r) | {"job": r["job"]} for r in recent_runs(conn, limit)],
+    }
+
+
+def _run(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    stats = row.get("stats") or {}
+    finished = row["finished_at"]
+    return {
+        "started_at": row["started_at"], "finished_at": finished, "status": row["status"],
+        "seconds": round((finished - row["started_at"]).total_seconds(), 1) if finished else None,
+        "new_posts": stats.get("murmur/posts/new"), "scored": stats.get("scored"), "error": row["error"],
+    }
+
+
+def _next(scheduled: dict[str, datetime | None] | None, job: str) -> datetime | str:
+    if scheduled is None or job not in scheduled:
+        return NOT_SCHEDULED
+    return scheduled[job] or "paused"
+
+
+def render(status: dict[str, Any], fmt: str, *, database: str) -> str:
+    """The status as a table for people or JSON for programs."""
+    if fmt == "json":
+        return json.dumps({"database": database, **status}, default=_json_value, ensure_ascii=False, indent=2) + "\n"
+    lines = [f"database: {database}",
+             f"posts: {status['posts']}  scores: {status['scores']}  aggregate rows: {status['aggregate_rows']}"]
+    backlog, scorer = status["backlog"], status["scorer"]
+    models = f" for {', '.join(backlog['models'])}" if backlog["models"] else ""
+    rate = (f"{scorer['posts_per_second']:g} posts/s ({scorer['posts']} posts over the latest {scorer['runs']} runs "
+            "that scored any)" if scorer["posts_per_second"] else "no scoring run yet")
+    lines.append(f"unscored backlog: {backlog['unscored_posts']} posts{models}   scorer: {rate}")
+    if status["service"] != "scheduled":
+        lines.append("service: `murmur serve` has never run on this database, so nothing is scheduled")
+    lines.append("")
+    header = ("job", "last run", "result", "took", "new/scored", "posts 24h", "next run")
+    rows = [header]
+    for job in status["jobs"]:
+        run = job["last_run"] or {}
+        name = job["job"] + ("" if job.get("enabled", True) else " (disabled)")
+        rows.append((
+            name,
+            _when(run.get("started_at")) if run else "never",
+            run.get("status", ""),
+            f"{run['seconds']:.1f}s" if run.get("seconds") is not None else ("running" if run else ""),
+            _count(run.get("new_posts") if job["job"].startswith("crawl:") else run.get("scored")),
+            str(job["posts_24h"]) if "posts_24h" in job else "",
+            _when(job["next_run"]),
+        ))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
+    right = {3, 4, 5}
+    for i, row in enumerate(rows):
+        cells = [str(c).rjust(widths[j]) if j in right else str(c).ljust(widths[j]) for j, c in enumerate(row)]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    errors = [(j["job"], j["last_run"]["error"]) for j in status["jobs"] if j["last_run"] and j["last_run"]["error"]]
+    for job, error in errors:
+        lines.append(f"{job}: {error}")
+    if status["recent_runs"]:
+        lines += ["", "latest runs:"]
+        for r in status["recent_runs"]:
+            took = f"{r['seconds']:.1f}s" if r["seconds"] is not None else "running"
+            lines.append(f"{_when(r['started_at'])}  {r['job']:<16} {r['status']:<11} {took:>8}  "
+                         f"{r['error'] or ''}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _when(value: datetime | str | None) -> str:
+    if isinstance(value, datetime):
+        return f"{value.astimezone():%Y-%m-%d %H:%M:%S}"
+    return value or ""
+
+
+def _count(value: Any) -> str:
+    return str(value) if isinstance(value, int) else ""
+
+
+def _json_value(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)

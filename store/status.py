@@ -1,0 +1,103 @@
+"""What the service has been doing, read back from the database: the queries behind `murmur status`,
+the service's restart decisions and its `/metrics` gauges."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import psycopg
+
+JOBSTORE_TABLE = "apscheduler_jobs"  # APScheduler's SQLAlchemy job store (scheduler/service.py)
+
+
+def latest_runs(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
+    """Job name -> its latest run (id, started_at, finished_at, status, stats, error)."""
+    cur = conn.execute(
+        """
+        SELECT DISTINCT ON (job) job, id, started_at, finished_at, status, stats, error
+        FROM job_runs ORDER BY job, started_at DESC, id DESC
+        """
+    )
+    names = [d.name for d in cur.description or []]
+    return {row[0]: dict(zip(names, row, strict=True)) for row in cur.fetchall()}
+
+
+def last_successes(conn: psycopg.Connection) -> dict[str, datetime]:
+    """Job name -> when its latest successful run finished."""
+    rows = conn.execute(
+        "SELECT job, max(finished_at) FROM job_runs WHERE status = 'ok' AND finished_at IS NOT NULL GROUP BY job"
+    ).fetchall()
+    return {job: finished for job, finished in rows}
+
+
+def posts_collected(conn: psycopg.Connection, hours: float = 24.0) -> dict[str, int]:
+    """Source -> posts first stored in the last `hours`."""
+    rows = conn.execute(
+        "SELECT source, count(*) FROM posts WHERE collected_at > now() - make_interval(secs => %s) GROUP BY source",
+        (hours * 3600,),
+    ).fetchall()
+    return {source: int(n) for source, n in rows}
+
+
+def posts_by_source(conn: psycopg.Connection) -> dict[str, int]:
+    """Source -> posts stored."""
+    return {source: int(n) for source, n in conn.execute("SELECT source, count(*) FROM posts GROUP BY source")}
+
+
+def scoring_models(conn: psycopg.Connection) -> list[str]:
+    """The models the latest score run that named them used (its stats' "models")."""
+    row = conn.execute(
+        """
+        SELECT stats->'models' FROM job_runs
+        WHERE job = 'score' AND jsonb_typeof(stats->'models') = 'array'
+        ORDER BY started_at DESC, id DESC LIMIT 1
+        """
+    ).fetchone()
+    return [str(m) for m in row[0]] if row else []
+
+
+def unscored_backlog(conn: psycopg.Connection, models: Sequence[str] | None = None) -> int:
+    """Posts waiting to be scored: none of `models` (default: those of the latest score run; none
+    known: any model) has scored them, and none was set aside as in a language no model covers."""
+    models = list(models) if models is not None else scoring_models(conn)
+    row = conn.execute(
+        """
+        SELECT count(*) FROM posts p
+        WHERE NOT EXISTS (SELECT 1 FROM sentiment_scores s WHERE s.post_id = p.id
+                          AND (cardinality(%(models)s::text[]) = 0 OR s.model = ANY (%(models)s)))
+          AND NOT EXISTS (SELECT 1 FROM unscored_posts u WHERE u.post_id = p.id)
+        """,
+        {"models": models},
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def scoring_throughput(conn: psycopg.Connection, runs: int = 20) -> dict[str, Any]:
+    """Posts per second over the latest `runs` score runs that scored anything (from their stats)."""
+    row = conn.execute(
+        """
+        SELECT count(*), coalesce(sum((stats->>'scored')::bigint), 0),
+               coalesce(sum((stats->>'seconds')::double precision), 0), max(finished_at)
+        FROM (SELECT stats, finished_at FROM job_runs
+              WHERE job = 'score' AND status IN ('ok', 'interrupted')
+                AND (stats->>'scored')::bigint > 0 AND (stats->>'seconds')::double precision > 0
+              ORDER BY started_at DESC, id DESC LIMIT %s) recent
+        """,
+        (runs,),
+    ).fetchone()
+    assert row is not None
+    n, posts, seconds, last = int(row[0]), int(row[1]), float(row[2]), row[3]
+    return {"runs": n, "posts": posts, "seconds": round(seconds, 2),
+            "posts_per_second": round(posts / seconds, 1) if seconds else None, "last_at": last}
+
+
+def next_run_times(conn: psycopg.Connection) -> dict[str, datetime | None] | None:
+    """Job id -> its next run time from APScheduler's job store (None: paused); None when no
+    service has ever run on this database (the table does not exist)."""
+    if conn.execute("SELECT to_regclass(%s)", (JOBSTORE_TABLE,)).fetchone() == (None,):
+        return None
+    rows = conn.execute("SELECT id, next_run_time FROM apscheduler_jobs").fetchall()
+    return {job: datetime.fromtimestamp(ts, UTC) if ts is not None else None for job, ts in rows}
