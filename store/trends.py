@@ -113,6 +113,9 @@ def aggregate(
             ) ON COMMIT DELETE ROWS
             """
         )
+        # Emptied at commit; but called inside a caller's transaction this block is a savepoint, and the
+        # buckets of an earlier run in it would be recomputed again (and again).
+        conn.execute("DELETE FROM touched_buckets")
         with conn.cursor() as cur:
             cur.execute(_CLAIM_TOUCHED)
             touched = cur.rowcount
@@ -121,6 +124,11 @@ def aggregate(
             scores_row = cur.execute(
                 "SELECT count(*) FROM sentiment_scores WHERE aggregated_at = now()"
             ).fetchone()
+            # A temporary table has no statistics until analysed: the planner would guess its size and,
+            # for 2 touched buckets, merge-join every post of the source against every row it imagines
+            # (measured: 16 s for 500 new posts over 100k). With real counts it reads each bucket's posts
+            # through the (source, created_at) index.
+            cur.execute("ANALYZE touched_buckets")
             cur.execute(_RECOMPUTE)
             rows = cur.rowcount
             cur.execute(_DROP_STALE)

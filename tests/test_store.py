@@ -141,6 +141,18 @@ def _rows(conn: psycopg.Connection) -> list[tuple]:
     ).fetchall()
 
 
+def test_aggregating_twice_inside_one_transaction_recomputes_only_the_new_buckets(conn: psycopg.Connection) -> None:
+    with conn.transaction():  # a caller's transaction: each aggregate() inside it is a savepoint
+        upsert_posts(conn, [make_post(i, created=T0 + timedelta(days=i)) for i in range(5)])
+        _score_all(conn, {})
+        first = aggregate(conn)
+        upsert_posts(conn, [make_post(9, created=T0 + timedelta(days=9))])
+        _score_all(conn, {})
+        second = aggregate(conn)
+    assert (first.buckets, first.rows) == (10, 10)  # 5 posts on 5 days: an hour and a day bucket each
+    assert (second.buckets, second.rows) == (2, 2)  # only the new post's: the first run's are not redone
+
+
 def test_incremental_aggregation_equals_a_rebuild(conn: psycopg.Connection) -> None:
     with conn.transaction():
         upsert_posts(conn, [make_post(i, created=T0 + timedelta(minutes=20 * i), likes=10 * i) for i in range(6)])
