@@ -4,7 +4,7 @@ Keyword search (``GET /v1.0/keyword_search``, https://developers.facebook.com/do
 and .../threads/reference/media-retrieval): ``{"data": [{"id", "text", "media_type", "permalink",
 "timestamp": "2023-10-17T05:42:03+0000", "username", "shortcode", "topic_tag", "has_replies", "is_reply",
 "is_quote_post", ...}], "paging": {"cursors": {"before", "after"}, "next"}}``, errors in the Graph envelope
-(``murmur.crawler.parsers.instagram.parse_graph_error``). It returns no like or reply counts.
+(``murmur.crawler.parsers.meta_graph.parse_graph_error``). It returns no like or reply counts.
 
 Post pages (``https://www.threads.com/@<user>/post/<shortcode>``, also on threads.net): the server embeds
 the page's Relay query results in ``<script type="application/json" data-sjs>`` blocks
@@ -29,13 +29,7 @@ from urllib.parse import urlsplit
 
 from murmur.crawler.items import Post
 from murmur.crawler.parsers import ParseError
-from murmur.crawler.parsers.instagram import (
-    GraphPage,
-    graph_paging,
-    graph_time,
-    load_graph_object,
-    parse_graph_error,
-)
+from murmur.crawler.parsers.meta_graph import GraphPage, parse_graph_page
 
 __all__ = [
     "POST_LINK",
@@ -109,28 +103,7 @@ def parse_keyword_search(body: bytes) -> GraphPage:
 
     Raises ParseError when the body is not ``{"data": [...]}``; a malformed entry is skipped and counted.
     """
-    data = load_graph_object(body)
-    if "error" in data:
-        raise ParseError(f"server returned an error: {parse_graph_error(body).describe()[:200]}")
-    entries = data.get("data")
-    if not isinstance(entries, list):
-        raise ParseError("expected a json object with a 'data' list")
-    posts: list[Post] = []
-    seen: set[str] = set()
-    skipped = 0
-    newest: int | None = None
-    for entry in entries:
-        created = graph_time(entry.get("timestamp")) if isinstance(entry, dict) else None
-        if created is not None:
-            stamp = int(created.timestamp())
-            newest = stamp if newest is None else max(newest, stamp)
-        post = _api_post(entry, created) if created is not None else None
-        if post is None:
-            skipped += 1
-        elif post.source_id not in seen:
-            seen.add(post.source_id)
-            posts.append(post)
-    return GraphPage(posts=posts, after=graph_paging(data), newest=newest, entries=len(entries), skipped=skipped)
+    return parse_graph_page(body, _api_post)
 
 
 def _api_post(entry: Any, created_at: datetime) -> Post | None:

@@ -34,13 +34,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import scrapy
-from scrapy.exceptions import CloseSpider
 
 from murmur.crawler.items import CursorUpdate
 from murmur.crawler.parsers import ParseError
-from murmur.crawler.parsers.instagram import GraphError, parse_graph_error, parse_hashtag_search, parse_recent_media
+from murmur.crawler.parsers.instagram import parse_hashtag_search, parse_recent_media
 from murmur.crawler.pipelines import database_url, murmur_settings
-from murmur.crawler.spiders.common import describe_failure
+from murmur.crawler.spiders.meta_graph import GraphApiSpider
 from murmur.crawler.text import term_to_tag
 
 if TYPE_CHECKING:
@@ -59,7 +58,6 @@ FIELDS = "id,caption,media_type,permalink,timestamp,like_count,comments_count"
 WEEKLY_HASHTAGS = 30  # unique hashtags an account may query in a rolling 7 days
 HASHTAG_ID = "hashtag-id:"  # crawl_state query prefix of a cached hashtag id
 HANDLED_STATUSES = [400, 401, 403, 404]  # the Graph error body says why; 429 and 5xx are retried first
-_UNREACHABLE = ("dns", "refused", "timeout")
 
 _HINTS = {
     "token": f"check {TOKEN_VAR} (a Facebook user access token with instagram_basic) and {USER_VAR} "
@@ -81,8 +79,10 @@ def default_tags(terms: list[str]) -> list[str]:
     return list(dict.fromkeys(tag for tag in (term_to_tag(t) for t in terms) if tag))
 
 
-class InstagramSpider(scrapy.Spider):
+class InstagramSpider(GraphApiSpider):
     name = "instagram"
+    api = "the Instagram Graph API"
+    hints = _HINTS
 
     def __init__(
         self,
@@ -197,7 +197,7 @@ class InstagramSpider(scrapy.Spider):
         self.lookups += 1
         self.crawler.stats.inc_value("murmur/instagram/hashtag_lookups")
         if response.status != 200:
-            self._api_error(response, f"the lookup of #{tag}")
+            self._left_out(response, f"the lookup of #{tag}")
             yield from self._next_tag(index + 1)
             return
         try:
@@ -224,7 +224,7 @@ class InstagramSpider(scrapy.Spider):
         tag = self.tags[index]
         stats = self.crawler.stats
         if response.status != 200:
-            self._api_error(response, f"the recent media of #{tag}")
+            self._left_out(response, f"the recent media of #{tag}")
             yield from self._next_tag(index + 1)
             return
         try:
@@ -235,15 +235,9 @@ class InstagramSpider(scrapy.Spider):
             logger.warning("instagram: skipped a malformed recent-media page for #%s (%s)", tag, err)
             yield from self._next_tag(index + 1)
             return
-        self.answered = True
-        stats.inc_value("murmur/pages")
-        stats.inc_value("murmur/posts/parsed", len(page.posts))
-        if page.skipped:
-            stats.inc_value("murmur/posts/skipped_malformed", page.skipped)
+        newest = self._took(page, meta["newest"])
         yield from page.posts
 
-        seen = [n for n in (meta["newest"], page.newest) if n is not None]
-        newest = max(seen) if seen else None
         cursor = self.cursors.get(tag)
         # Pages are not strictly newest first, but a page with nothing newer than the last run's newest
         # means the rest was seen then.
@@ -258,50 +252,15 @@ class InstagramSpider(scrapy.Spider):
         yield from self._next_tag(index + 1)
 
     def failed(self, failure: Failure) -> Iterator[scrapy.Request]:
-        kind, reason = describe_failure(failure)
-        self.crawler.stats.inc_value(f"murmur/errors/{kind}")
-        self.failures.setdefault(self.base_url, reason)
-        if kind in _UNREACHABLE and not self.answered:
-            return  # no answer at all (after Scrapy's retries): asking for the other hashtags would only wait again
-        self._warn(f"kind:{kind}", "instagram: a request failed (%s); counted, the crawl goes on", reason)
-        yield from self._next_tag(failure.request.meta["index"] + 1)
+        if self._request_failed(failure, "a request"):
+            yield from self._next_tag(failure.request.meta["index"] + 1)
 
-    # --- errors ------------------------------------------------------------------------------
-
-    def _api_error(self, response: Response, what: str) -> None:
-        error = parse_graph_error(response.body, response.status)
-        if error.kind or response.status == 401:
-            self._stop(error)
-        self.answered = True  # the API answered: this hashtag is at fault, not the token
-        self.crawler.stats.inc_value(f"murmur/errors/http_{response.status}")
-        self._warn(what, "instagram: %s failed (%s); left out this run", what, self._redact(error.describe()))
-
-    def _stop(self, error: GraphError) -> None:
-        hint = _HINTS.get(error.kind or "token", _HINTS["token"])
-        self._fail(f"the Instagram Graph API refused the request ({self._redact(error.describe())}); {hint}")
-        self.stopped = True
-        # Every request with this token would be refused too: stop rather than send what is queued.
-        # "finished" is the reason the runner reads as a normal end; `failures` says why the run failed.
-        raise CloseSpider("finished")
-
-    def _fail(self, reason: str) -> None:
-        self.failures[self.base_url] = reason
-        logger.error("instagram: %s", reason)
-
-    def _warn(self, key: str, message: str, *args: Any) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            logger.warning(message, *args)
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self.token, "<token>") if self.token else text
+    def _left_out(self, response: Response, what: str) -> None:
+        """An error answer for one hashtag (`what`: "the lookup of #tag"): said once, the hashtag left out."""
+        self._api_error(response, what, "instagram: %s failed (%s); left out this run", what)
 
     def closed(self, reason: str) -> None:
-        if self.answered and not self.stopped:
-            self.failures.pop(self.base_url, None)  # reached: failed requests are counted, not fatal
-        elif self.failures.get(self.base_url) and not self.stopped and self.token and self.user_id:
-            logger.warning("instagram: %s could not be reached (%s); will retry at the next run",
-                           self.base_url, self.failures[self.base_url])
+        self._closed_reach(bool(self.token and self.user_id))
         if self.lookups:
             logger.info("instagram: looked up %d new hashtags (an account may query %d unique hashtags in 7 days)",
                         self.lookups, WEEKLY_HASHTAGS)

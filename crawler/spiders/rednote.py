@@ -48,8 +48,9 @@ from murmur.crawler.parsers.rednote import (
     parse_profile,
     redirect_problem,
 )
-from murmur.crawler.pipelines import database_url, murmur_settings
+from murmur.crawler.pipelines import database_url
 from murmur.crawler.spiders.common import as_list, describe_failure
+from murmur.crawler.spiders.pages import rebased, source_kwargs
 
 if TYPE_CHECKING:
     import psycopg
@@ -117,14 +118,7 @@ class RedNoteSpider(scrapy.Spider):
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> RedNoteSpider:
-        source = murmur_settings(crawler).sources.get("rednote")
-        if source is not None:
-            kwargs.setdefault("urls", list(source.urls))
-            kwargs.setdefault("base_url", source.base_url)
-            kwargs.setdefault("follow_links", source.follow_links)
-            kwargs.setdefault("max_pages", source.max_pages)
-        if crawler.settings.getint("MURMUR_MAX_PAGES"):  # `murmur crawl --max-pages N`
-            kwargs["max_pages"] = crawler.settings.getint("MURMUR_MAX_PAGES")
+        source_kwargs(crawler, "rednote", kwargs)
         return super().from_crawler(crawler, *args, **kwargs)
 
     # --- planning ---
@@ -198,10 +192,7 @@ class RedNoteSpider(scrapy.Spider):
 
     def _fetch_url(self, url: str) -> str:
         """A real-host URL as fetched: on base_url when one is set (same path and query)."""
-        parts = urlsplit(url)
-        if self.base_url and parts.hostname in (*HOSTS, SHORT_HOST):
-            return self.base_url + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return url
+        return rebased(url, self.base_url, (*HOSTS, SHORT_HOST))
 
     def _on_platform(self, url: str, request_url: str) -> bool:
         """May a redirect to `url` be followed? Only to RedNote itself (or where it stands in)."""

@@ -39,13 +39,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import scrapy
-from scrapy.exceptions import CloseSpider
 from scrapy.spidermiddlewares.httperror import HttpError
 
 from murmur.crawler.items import CursorUpdate
 from murmur.crawler.links import linked_urls
 from murmur.crawler.parsers import ParseError
-from murmur.crawler.parsers.instagram import GraphError, parse_graph_error
 from murmur.crawler.parsers.threads import (
     POST_LINK,
     parse_keyword_search,
@@ -55,6 +53,7 @@ from murmur.crawler.parsers.threads import (
 )
 from murmur.crawler.pipelines import database_url, murmur_settings
 from murmur.crawler.spiders.common import as_list, describe_failure
+from murmur.crawler.spiders.meta_graph import GraphApiSpider
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -77,7 +76,6 @@ DAILY_QUERIES = 2200  # keyword queries a user may send in a rolling 24 hours
 LINKED_PAGES_PER_RUN = 30
 REAL_HOSTS = ("threads.net", "www.threads.net", "threads.com", "www.threads.com")
 HANDLED_STATUSES = [400, 401, 403, 404]  # the Graph error body says why; 429 and 5xx are retried first
-_UNREACHABLE = ("dns", "refused", "timeout")
 _LOGIN_PATHS = ("/login", "/accounts/login")
 _CHALLENGE_PATHS = ("/challenge", "/checkpoint", "/accounts/suspended")
 
@@ -95,8 +93,10 @@ def access_token(environ: os._Environ[str] | dict[str, str] | None = None) -> st
     return env.get(TOKEN_VAR, "").strip() or None
 
 
-class ThreadsSpider(scrapy.Spider):
+class ThreadsSpider(GraphApiSpider):
     name = "threads"
+    api = "the Threads API"
+    hints = _HINTS
 
     def __init__(
         self,
@@ -224,13 +224,7 @@ class ThreadsSpider(scrapy.Spider):
         self.queries_sent += 1
         stats.inc_value("murmur/threads/queries")
         if response.status != 200:
-            error = parse_graph_error(response.body, response.status)
-            if error.kind or response.status == 401:
-                self._stop(error)
-            self.answered = True  # the API answered; this query is at fault, not the token
-            stats.inc_value(f"murmur/errors/http_{response.status}")
-            self._warn(f"q:{q}", "threads: the search for %r failed (%s); the next run asks again",
-                       q, self._redact(error.describe()))
+            self._api_error(response, f"q:{q}", "threads: the search for %r failed (%s); the next run asks again", q)
             yield from self._query(index + 1)
             return
         try:
@@ -241,15 +235,9 @@ class ThreadsSpider(scrapy.Spider):
             logger.warning("threads: skipped a malformed search page for %r (%s)", q, err)
             yield from self._query(index + 1)
             return
-        self.answered = True
-        stats.inc_value("murmur/pages")
-        stats.inc_value("murmur/posts/parsed", len(page.posts))
-        if page.skipped:
-            stats.inc_value("murmur/posts/skipped_malformed", page.skipped)
+        newest = self._took(page, meta["newest"])
         yield from page.posts
 
-        seen = [n for n in (meta["newest"], page.newest) if n is not None]
-        newest = max(seen) if seen else None
         cursor = self.cursors.get(q)
         more = bool(page.after) and page.entries > 0
         if more and meta["page"] < self.max_pages:
@@ -267,21 +255,8 @@ class ThreadsSpider(scrapy.Spider):
         yield from self._query(index + 1)
 
     def search_failed(self, failure: Failure) -> Iterator[scrapy.Request]:
-        kind, reason = describe_failure(failure)
-        self.crawler.stats.inc_value(f"murmur/errors/{kind}")
-        self.failures.setdefault(self.base_url, reason)
-        if kind in _UNREACHABLE and not self.answered:
-            return  # no answer at all (after Scrapy's retries): asking the other queries would only wait again
-        self._warn(f"kind:{kind}", "threads: a search request failed (%s); counted, the crawl goes on", reason)
-        yield from self._query(failure.request.meta["index"] + 1)
-
-    def _stop(self, error: GraphError) -> None:
-        hint = _HINTS.get(error.kind or "token", _HINTS["token"])
-        self._fail(f"the Threads API refused the request ({self._redact(error.describe())}); {hint}")
-        self.stopped = True
-        # Stop now rather than send what is queued: every request with this token would be refused too.
-        # "finished" is the reason the runner reads as a normal end; `failures` says why the run failed.
-        raise CloseSpider("finished")
+        if self._request_failed(failure, "a search request"):
+            yield from self._query(failure.request.meta["index"] + 1)
 
     # --- post pages ----------------------------------------------------------------------------
 
@@ -311,10 +286,7 @@ class ThreadsSpider(scrapy.Spider):
         if page.blocked:
             self._count_blocked(page.blocked)
             return
-        stats.inc_value("murmur/pages")
-        stats.inc_value("murmur/posts/parsed", len(page.posts))
-        if page.skipped:
-            stats.inc_value("murmur/posts/skipped_malformed", page.skipped)
+        self._count_posts(page.posts, page.skipped)
         yield from page.posts
 
     def page_failed(self, failure: Failure) -> None:
@@ -343,24 +315,8 @@ class ThreadsSpider(scrapy.Spider):
 
     # --- reporting -----------------------------------------------------------------------------
 
-    def _fail(self, reason: str) -> None:
-        self.failures[self.base_url] = reason
-        logger.error("threads: %s", reason)
-
-    def _warn(self, key: str, message: str, *args: Any) -> None:
-        if key not in self._warned:  # once per query or error kind and run
-            self._warned.add(key)
-            logger.warning(message, *args)
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self.token, "<token>") if self.token else text
-
     def closed(self, reason: str) -> None:
-        if self.answered and not self.stopped:
-            self.failures.pop(self.base_url, None)  # reached: failed requests are counted, not fatal
-        elif self.failures.get(self.base_url) and not self.stopped and self.token:
-            logger.warning("threads: %s could not be reached (%s); will retry at the next run",
-                           self.base_url, self.failures[self.base_url])
+        self._closed_reach(bool(self.token))
         if self.queries_sent:
             logger.info("threads: sent %d keyword queries (a user may send %s in 24 hours)",
                         self.queries_sent, f"{DAILY_QUERIES:,}")

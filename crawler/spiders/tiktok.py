@@ -24,16 +24,12 @@ the tests run; a URL of any other host is fetched as it is.
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import scrapy
-from scrapy.exceptions import IgnoreRequest
-from scrapy.spidermiddlewares.httperror import HttpError
 
 from murmur.crawler.items import CursorUpdate
 from murmur.crawler.parsers import ParseError
@@ -41,175 +37,51 @@ from murmur.crawler.parsers.tiktok import (
     HOSTS,
     LINK_PATTERN,
     WEB,
+    VideoPage,
     canonical_url,
     parse_oembed,
     parse_video_page,
     video_id_from_url,
 )
-from murmur.crawler.pipelines import database_url, murmur_settings
-from murmur.crawler.spiders.common import as_list, describe_failure
+from murmur.crawler.spiders.common import describe_failure
+from murmur.crawler.spiders.pages import PageSpider, now
 
 if TYPE_CHECKING:
-    from scrapy.crawler import Crawler
     from scrapy.http import Response
     from twisted.python.failure import Failure
 
 logger = logging.getLogger(__name__)
 
 PLATFORM = "www.tiktok.com"  # what the runner counts failures against: the platform, one "instance"
-DEFAULT_MAX_PAGES = 20
-HTML = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
 
 
-@dataclass(frozen=True)
-class Target:
-    url: str  # the page as linked or configured (a real TikTok URL, or any URL from config)
-    video_id: str | None
-    origin: str  # "config" or "link"
-
-
-class TikTokSpider(scrapy.Spider):
+class TikTokSpider(PageSpider):
     name = "tiktok"
-
-    def __init__(
-        self,
-        urls: list[str] | str | None = None,
-        base_url: str | None = None,
-        follow_links: bool | str = True,
-        max_pages: int | str = DEFAULT_MAX_PAGES,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        # `scrapy crawl tiktok -a urls=https://www.tiktok.com/@a/video/1,... -a follow_links=false` passes strings.
-        self.urls = list(dict.fromkeys(as_list(urls)))
-        self.base_url = base_url.rstrip("/") if base_url else None
-        self.follow_links = follow_links if isinstance(follow_links, bool) else follow_links.lower() in ("1", "true")
-        self.max_pages = max(1, int(max_pages))
-        self.instances = [PLATFORM]
-        self.failures: dict[str, str] = {}
-        self.requested = 0
-        self.answered = False  # some page gave a post, or a definite "this video is gone"
-        self.blocks: Counter[str] = Counter()  # why pages were blocked
-        self.tally: Counter[str] = Counter()  # posts from pages / oEmbed, unavailable, malformed, errors
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> TikTokSpider:
-        source = murmur_settings(crawler).sources.get("tiktok")
-        if source is not None:
-            kwargs.setdefault("urls", list(source.urls))
-            kwargs.setdefault("base_url", source.base_url)
-            kwargs.setdefault("follow_links", source.follow_links)
-            kwargs.setdefault("max_pages", source.max_pages)
-        if crawler.settings.getint("MURMUR_MAX_PAGES"):  # `murmur crawl --max-pages N`
-            kwargs["max_pages"] = crawler.settings.getint("MURMUR_MAX_PAGES")
-        return super().from_crawler(crawler, *args, **kwargs)
-
-    async def start(self) -> AsyncIterator[Any]:
-        for target in self._targets():
-            self.requested += 1
-            yield scrapy.Request(
-                self._fetch_url(target.url),
-                headers={"Accept": HTML},
-                callback=self.parse,
-                errback=self.failed,
-                meta={"page": target.url, "video_id": target.video_id, "origin": target.origin},
-            )
-
-    def _targets(self) -> list[Target]:
-        """Config URLs, then linked videos not seen before; at most max_pages."""
-        targets: list[Target] = []
-        seen: set[str] = set()
-        for url in self.urls:
-            vid = video_id_from_url(url)
-            if (vid or url) not in seen:
-                seen.add(vid or url)
-                targets.append(Target(url, vid, "config"))
-        if self.follow_links:
-            targets += self._linked(seen)
-        if len(targets) > self.max_pages:
-            waiting = len(targets) - self.max_pages
-            self.crawler.stats.inc_value("murmur/pages/deferred", waiting)
-            logger.info("tiktok: %d more pages wait for the next run (max_pages = %d)", waiting, self.max_pages)
-            targets = targets[: self.max_pages]
-        if not targets:
-            logger.info(
-                "tiktok: nothing to fetch: sources.tiktok.urls is empty and other sources' posts hold no new "
-                "links to TikTok videos"
-            )
-        return targets
-
-    def _linked(self, seen: set[str]) -> list[Target]:
-        from murmur.crawler.links import linked_urls
-        from murmur.store.db import connect
-
-        with connect(database_url(self.crawler)) as conn:
-            done = {q for (q,) in conn.execute("SELECT query FROM crawl_state WHERE source = %s", (self.name,))}
-            # Ask for enough links that the ones already seen cannot crowd out the new ones.
-            found = linked_urls(conn, source=self.name, pattern=LINK_PATTERN,
-                                limit=self.max_pages + len(done) + len(seen))
-        targets = []
-        for url, vid in found:
-            if vid not in done and vid not in seen:
-                seen.add(vid)
-                targets.append(Target(url, vid, "link"))
-        self.crawler.stats.inc_value("murmur/links/found", len(found))
-        self.crawler.stats.inc_value("murmur/links/new", len(targets))
-        return targets
-
-    def _fetch_url(self, url: str) -> str:
-        """`url` with base_url in place of a TikTok host, when base_url is set."""
-        parts = urlsplit(url)
-        if not self.base_url or (parts.hostname or "").lower() not in HOSTS:
-            return url
-        return self.base_url + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    platform = PLATFORM
+    hosts = HOSTS
+    link_pattern = LINK_PATTERN
+    id_meta = "video_id"
+    id_noun = "video"
+    linked_what = "TikTok videos"
+    page_id = staticmethod(video_id_from_url)
+    outputs = ("posts", "oembed")
 
     # --- pages ------------------------------------------------------------------------------------
 
-    def parse(self, response: Response) -> Iterator[Any]:
-        meta = response.meta
-        stats = self.crawler.stats
-        stats.inc_value("murmur/pages")
-        try:
-            page = parse_video_page(response.body, response.url)
-        except ParseError as err:
-            # No crawl_state entry: the next run asks again (a cut-off body is usually transient).
-            stats.inc_value("murmur/errors/malformed")
-            self.tally["malformed"] += 1
-            logger.warning("tiktok: skipped a malformed page %s (%s)", meta["page"], err)
-            return
-        if page.blocked:
-            yield from self._blocked(meta, page.blocked)
-            return
-        if page.unavailable:
-            yield from self._unavailable(meta, page.unavailable)
-            return
-        post = page.post
-        assert post is not None
-        self.answered = True
-        self.tally["posts"] += 1
-        stats.inc_value("murmur/posts/parsed")
-        stats.inc_value(f"murmur/tiktok/state/{page.state}")
-        yield post
-        # After the post, so the store commits them together.
-        yield CursorUpdate(self.name, post.source_id, f"page {_now()}")
-        if meta["video_id"] and meta["video_id"] != post.source_id:  # the link led to another video
-            yield CursorUpdate(self.name, meta["video_id"], f"page: video {post.source_id} ({_now()})")
+    def parse_page(self, response: Response) -> VideoPage:
+        return parse_video_page(response.body, response.url)
 
-    def _blocked(self, meta: dict[str, Any], reason: str) -> Iterator[Any]:
-        self.blocks[reason] += 1
-        self.crawler.stats.inc_value("murmur/blocked")
-        self.crawler.stats.inc_value("murmur/blocked/" + reason.split(" (")[0].replace(" ", "_"))
-        logger.debug("tiktok: %s is blocked (%s)", meta["page"], reason)
-        yield from self._oembed(meta, "blocked", reason)
+    def _parsed(self, page: VideoPage) -> None:
+        self.crawler.stats.inc_value(f"murmur/tiktok/state/{page.state}")
 
-    def _unavailable(self, meta: dict[str, Any], reason: str) -> Iterator[Any]:
-        self.answered = True
-        self.tally["unavailable"] += 1
-        self.crawler.stats.inc_value("murmur/unavailable")
-        logger.debug("tiktok: %s is not shown: %s", meta["page"], reason)
-        # A video withheld from this region may still be embeddable: oEmbed then has its caption.
-        # The crawl_state entry is written once oEmbed has answered (below).
-        yield from self._oembed(meta, "unavailable", reason)
+    def _fallback(self, meta: dict[str, Any], outcome: str, reason: str) -> Iterator[scrapy.Request]:
+        # A blocked page, or a video withheld from this region, may still be embeddable: oEmbed then has
+        # its caption. The crawl_state entry of an unavailable video is written once oEmbed has answered.
+        return self._oembed(meta, outcome, reason)
+
+    def _http_gone(self, meta: dict[str, Any], status: int) -> Iterator[CursorUpdate]:
+        self._count_unavailable()
+        yield from self._remember_unavailable(meta, f"HTTP {status}")
 
     # --- oEmbed -----------------------------------------------------------------------------------
 
@@ -242,7 +114,7 @@ class TikTokSpider(scrapy.Spider):
         self.crawler.stats.inc_value("murmur/oembed/posts")
         post.raw["page"] = f"{meta['outcome']}: {meta['reason']}"  # why the page itself gave no post
         yield post
-        yield CursorUpdate(self.name, post.source_id, f"oembed, page {meta['outcome']} ({_now()})")
+        yield CursorUpdate(self.name, post.source_id, f"oembed, page {meta['outcome']} ({now()})")
 
     def oembed_failed(self, failure: Failure) -> Iterator[Any]:
         kind, _ = describe_failure(failure)
@@ -253,49 +125,11 @@ class TikTokSpider(scrapy.Spider):
     def _settled(self, meta: dict[str, Any]) -> Iterator[CursorUpdate]:
         """An unavailable video that oEmbed does not give either: remembered, so links to it are not
         fetched again. A blocked page is not: the next run tries it again."""
-        if meta["outcome"] == "unavailable" and meta["video_id"]:
-            yield CursorUpdate(self.name, meta["video_id"], f"unavailable: {meta['reason']} ({_now()})")
+        if meta["outcome"] == "unavailable":
+            yield from self._remember_unavailable(meta, meta["reason"])
 
-    # --- failures ---------------------------------------------------------------------------------
-
-    def failed(self, failure: Failure) -> Iterator[Any]:
-        meta = failure.request.meta
-        kind, reason = describe_failure(failure)
-        if failure.check(HttpError):
-            status = failure.value.response.status
-            if status in (401, 403):  # the WAF's refusal
-                yield from self._blocked(meta, f"HTTP {status}")
-                return
-            if status in (404, 410):
-                self.answered = True
-                self.tally["unavailable"] += 1
-                self.crawler.stats.inc_value("murmur/unavailable")
-                if meta["video_id"]:
-                    yield CursorUpdate(self.name, meta["video_id"], f"unavailable: HTTP {status} ({_now()})")
-                return
-        if failure.check(IgnoreRequest) and "robots.txt" in reason:
-            kind = "robots"
-        self.tally[f"failed ({kind})"] += 1
-        self.crawler.stats.inc_value(f"murmur/errors/{kind}")
-
-    def closed(self, reason: str) -> None:
-        if not self.requested:
-            return
-        blocked = sum(self.blocks.values())
-        why = ", ".join(f"{why}: {n}" if len(self.blocks) > 1 else why for why, n in self.blocks.most_common())
-        problems = {what: n for what, n in self.tally.items() if what not in ("posts", "oembed")}
-        parts = [f"{self.crawler.stats.get_value('murmur/pages', 0)} pages fetched"]
-        parts.append(f"{blocked} blocked ({why})" if blocked else "0 blocked")
-        parts += [f"{n} {what}" for what, n in sorted(problems.items())]
-        line = (f"tiktok: {', '.join(parts)}; {self.tally['posts']} posts from pages, "
-                f"{self.tally['oembed']} from oEmbed")
-        if not self.answered:
-            # Nothing usable from any page: the run failed (the service tries again at the next run).
-            self.failures[PLATFORM] = line.removeprefix("tiktok: ")
-        if blocked or problems or not self.answered:
-            logger.warning(line)
-        else:
-            logger.info(line)
+    def _posts_line(self) -> str:
+        return f"{self.tally['posts']} posts from pages, {self.tally['oembed']} from oEmbed"
 
 
 def _handle(url: str) -> str | None:
@@ -304,7 +138,3 @@ def _handle(url: str) -> str | None:
         handle = path[2:].split("/", 1)[0]
         return handle or None
     return None
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
