@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from murmur.crawler.items import Post
 
-__all__ = ["Page", "ParseError", "id_key", "load_json"]
+__all__ = ["Page", "ParseError", "count", "digit_string", "id_key", "iso_datetime", "load_json"]
 
 
 @dataclass
@@ -78,3 +79,38 @@ def parse_json_text(text: str) -> Any:
         raise ParseError(f"body is not valid json (truncated?): {exc.msg} at char {exc.pos}") from None
     except RecursionError:
         raise ParseError("body is json nested too deeply") from None
+
+
+def iso_datetime(value: Any) -> datetime | None:
+    """An ISO 8601 / RFC 3339 time as platforms send it ("2025-01-14T15:05:30.017Z") -> aware UTC; a value
+    without a zone is taken as UTC; None for anything unreadable or out of range."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        return None
+
+
+def digit_string(value: Any) -> str | None:
+    """A positive id given as an int or a string of digits, as a string; else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return str(value)
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return value.strip()
+    return None
+
+
+def count(value: Any) -> int | None:
+    """A count given as an int or a string of digits ("1234"), 0 or more; else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value.strip())
+    return None

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import ParseError, json_text, parse_json_text
+from murmur.crawler.parsers import ParseError, iso_datetime, json_text, parse_json_text
 
 __all__ = [
     "FeedPage",
@@ -181,16 +181,7 @@ def parse_datetime(value: Any) -> datetime | None:
     """An atproto datetime (RFC 3339, e.g. "2025-01-14T15:05:30.017Z") -> aware UTC; None if unreadable."""
     if not isinstance(value, str) or "T" not in value:
         return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        return None
+    return iso_datetime(value)
 
 
 def format_datetime(value: datetime) -> str:

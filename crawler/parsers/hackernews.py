@@ -18,7 +18,7 @@ from typing import Any
 from lxml import etree
 
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import ParseError, load_json
+from murmur.crawler.parsers import ParseError, iso_datetime, load_json
 from murmur.crawler.parsers.mastodon import html_to_text
 
 __all__ = ["SearchPage", "item_url", "parse_search", "hn_html_to_text"]
@@ -180,19 +180,7 @@ def _created_at(hit: dict[str, Any]) -> datetime | None:
             return datetime.fromtimestamp(stamp, tz=UTC)
         except (OverflowError, OSError, ValueError):
             return None
-    value = hit.get("created_at")
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        return None
+    return iso_datetime(hit.get("created_at"))
 
 
 def _int(value: Any) -> int | None:

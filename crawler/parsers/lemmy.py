@@ -12,12 +12,12 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import ParseError, load_json
+from murmur.crawler.parsers import ParseError, iso_datetime, load_json
 
 __all__ = ["KINDS", "SearchPage", "markdown_to_text", "parse_search"]
 
@@ -67,7 +67,7 @@ def parse_search(body: bytes, *, kind: str, instance: str) -> SearchPage:
     skipped = removed = 0
     for entry in entries:
         record = entry.get("post" if kind == "posts" else "comment") if isinstance(entry, dict) else None
-        published = _parse_datetime(record.get("published")) if isinstance(record, dict) else None
+        published = iso_datetime(record.get("published")) if isinstance(record, dict) else None
         if published is not None:
             stamps.append(published)
         result = convert(entry, base) if isinstance(entry, dict) and published is not None else None
@@ -179,7 +179,7 @@ def _comment_view(view: dict[str, Any], base: str) -> Post | str | None:
 
 def _post(view: dict[str, Any], record: dict[str, Any], text: str, base: str, metrics: dict[str, int]) -> Post | None:
     ap_id = record.get("ap_id")
-    created_at = _parse_datetime(record.get("published"))
+    created_at = iso_datetime(record.get("published"))
     if not _is_web_url(ap_id) or created_at is None:
         return None
     author = _author(view.get("creator"), base)
@@ -219,21 +219,6 @@ def _author(creator: Any, base: str) -> str | None:
     return f"{name.strip()}@{host}" if host else name.strip()
 
 
-def _parse_datetime(value: Any) -> datetime | None:
-    # Lemmy 0.19 sends RFC 3339 in UTC ("2025-01-14T18:02:11.123456Z"); 0.18 and older sent a naive
-    # timestamp that is UTC ("2023-06-20T12:00:00.123456").
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        return None
 
 
 def _metrics(counts: Any, *, replies: str) -> dict[str, int]:

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import ParseError
+from murmur.crawler.parsers import ParseError, count, digit_string
 from murmur.crawler.parsers.rss import html_to_text
 
 __all__ = [
@@ -173,7 +173,7 @@ def _us_ban(loader: dict[str, Any]) -> bool:
 
 
 def _post(article: dict[str, Any], url: str, wanted: str | None, fetched_at: datetime | None) -> Post:
-    article_id = _digits(article.get("groupId")) or wanted
+    article_id = digit_string(article.get("groupId")) or wanted
     if article_id is None:
         raise ParseError("article has no groupId and the url no article id")
     author = article.get("author") if isinstance(article.get("author"), dict) else {}
@@ -226,7 +226,7 @@ def _metrics(article: dict[str, Any]) -> dict[str, int]:
     for name, keys in (("likes", ("diggCount", "articleLikes", "likeCount")), ("replies", ("commentCount",)),
                        ("reposts", ("shareCount",)), ("views", ("readCount",)), ("saves", ("favoriteCount",))):
         for key in keys:
-            value = _count(article.get(key))
+            value = count(article.get(key))
             if value is not None:
                 metrics[name] = value
                 break
@@ -235,7 +235,7 @@ def _metrics(article: dict[str, Any]) -> dict[str, int]:
 
 def _time(article: dict[str, Any]) -> tuple[datetime | None, str]:
     for field in _TIME_FIELDS:
-        value = _count(article.get(field))
+        value = count(article.get(field))
         if value:
             seconds = value / 1000 if value > 10**11 else value  # milliseconds, when that large
             try:
@@ -256,18 +256,3 @@ def _context_json(raw: str) -> Any:
     except RecursionError:
         raise ParseError("remix context is json nested too deeply") from None
 
-
-def _digits(value: Any) -> str | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return str(value)
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        return value.strip()
-    return None
-
-
-def _count(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        return int(value.strip())
-    return None

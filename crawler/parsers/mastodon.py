@@ -6,7 +6,6 @@ https://docs.joinmastodon.org/entities/Status/). Pure functions only: no network
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,7 +13,7 @@ from lxml import etree
 from lxml import html as lxml_html
 
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import Page, ParseError, id_key, load_json
+from murmur.crawler.parsers import Page, ParseError, id_key, iso_datetime, load_json
 
 __all__ = ["parse_timeline", "html_to_text"]
 
@@ -155,7 +154,7 @@ def _to_post(entry: dict[str, Any], host: str) -> Post | None:
     if not (isinstance(uri, str) and uri and isinstance(content, str) and isinstance(account, dict)):
         return None
     author = _author(account.get("acct"), _account_host(account) or host)
-    created_at = _parse_datetime(status["created_at"])
+    created_at = iso_datetime(status["created_at"])
     if author is None or created_at is None or _status_id(status["id"]) is None:
         return None
     try:
@@ -206,21 +205,6 @@ def _author(acct: Any, host: str) -> str | None:
     return acct if "@" in acct else f"{acct}@{host}"
 
 
-def _parse_datetime(value: Any) -> datetime | None:
-    # Mastodon sends ISO 8601 in UTC, e.g. "2019-12-08T03:48:33.901Z"
-    # (https://docs.joinmastodon.org/api/datetime-format/); a naive value is taken as UTC.
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        return None
 
 
 def _tag_names(tags: Any) -> list[str]:

@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import ParseError
+from murmur.crawler.parsers import ParseError, count, digit_string
 
 __all__ = [
     "HOSTS",
@@ -162,7 +162,7 @@ def parse_oembed(body: bytes | str, *, video_id: str | None, fetched_at: datetim
     title = data.get("title")
     if not isinstance(title, str):
         raise ParseError("oembed answer has no title")
-    vid = _digits(data.get("embed_product_id")) or video_id
+    vid = digit_string(data.get("embed_product_id")) or video_id
     if vid is None:
         raise ParseError("oembed answer names no video id")
     handle = data.get("author_unique_id")
@@ -227,7 +227,7 @@ def _from_sigi(data: Any, url: str) -> VideoPage:
 
 
 def _item_post(item: dict[str, Any], url: str) -> Post:
-    vid = _digits(item.get("id"))
+    vid = digit_string(item.get("id"))
     if vid is None:
         raise ParseError("video item has no id")
     author = item.get("author")
@@ -294,7 +294,7 @@ def _metrics(item: dict[str, Any]) -> dict[str, int]:
             continue
         for name, key in _COUNTS.items():
             if name not in metrics:
-                value = _count(block.get(key))
+                value = count(block.get(key))
                 if value is not None:
                     metrics[name] = value
     return metrics
@@ -359,25 +359,9 @@ def _why(status: int, message: Any) -> str:
     return f"statusCode {status} ({meaning}{detail})"
 
 
-def _digits(value: Any) -> str | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return str(value)
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        return value.strip()
-    return None
-
-
-def _count(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        return int(value.strip())
-    return None
-
-
 def _unix(value: Any) -> datetime | None:
     """``createTime``: Unix seconds as an int or a digit string."""
-    seconds = _count(value)
+    seconds = count(value)
     if not seconds:
         return None
     try:

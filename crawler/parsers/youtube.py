@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import ParseError, load_json
+from murmur.crawler.parsers import ParseError, iso_datetime, load_json
 
 __all__ = ["ApiError", "CommentsPage", "SearchPage", "parse_comment_threads", "parse_error", "parse_search"]
 
@@ -141,7 +141,7 @@ def _video(item: Any) -> Post | None:
     if ident.get("kind") != "youtube#video" or not _is_text(video_id):
         return None  # type=video asks for videos only; a channel or playlist result is not a post
     title, description = snippet.get("title"), snippet.get("description")
-    created = _datetime(snippet.get("publishedAt"))
+    created = iso_datetime(snippet.get("publishedAt"))
     if not isinstance(title, str) or created is None:
         return None
     # search.list sends title and description HTML-escaped ("Rubik&#39;s", "&amp;"): a known quirk
@@ -174,7 +174,7 @@ def _comment(item: Any) -> Post | None:
     comment_id = top.get("id")
     video_id = thread.get("videoId") or snippet.get("videoId")
     text = snippet.get("textDisplay")
-    created = _datetime(snippet.get("publishedAt"))
+    created = iso_datetime(snippet.get("publishedAt"))
     if not (_is_text(comment_id) and _is_text(video_id) and isinstance(text, str) and created):
         return None
     metrics: dict[str, int] = {}
@@ -199,7 +199,7 @@ def _published(snippet: Any) -> tuple[datetime, str] | None:
     if not isinstance(snippet, dict):
         return None
     value = snippet.get("publishedAt")
-    parsed = _datetime(value)
+    parsed = iso_datetime(value)
     return (parsed, _rfc3339(parsed)) if parsed is not None else None
 
 
@@ -209,20 +209,6 @@ def _rfc3339(when: datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
-def _datetime(value: Any) -> datetime | None:
-    # ISO 8601 in UTC, e.g. "2025-01-15T08:30:00Z"; a value without a zone is taken as UTC.
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        return None
 
 
 def _token(value: Any) -> str | None:

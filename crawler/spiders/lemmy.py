@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -23,7 +23,7 @@ import scrapy
 from scrapy.spidermiddlewares.httperror import HttpError
 
 from murmur.crawler.items import CursorUpdate
-from murmur.crawler.parsers import ParseError
+from murmur.crawler.parsers import ParseError, iso_datetime
 from murmur.crawler.parsers.lemmy import KINDS, parse_search
 from murmur.crawler.pipelines import database_url, murmur_settings
 from murmur.crawler.spiders.common import as_list, describe_failure
@@ -211,10 +211,4 @@ class LemmySpider(scrapy.Spider):
 
 
 def _parse_cursor(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None  # not ours: page from the newest, as on a first run
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return iso_datetime(value)  # None when not ours: page from the newest, as on a first run

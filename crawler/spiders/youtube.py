@@ -37,7 +37,7 @@ import scrapy
 from scrapy.exceptions import CloseSpider
 
 from murmur.crawler.items import CursorUpdate
-from murmur.crawler.parsers import ParseError
+from murmur.crawler.parsers import ParseError, iso_datetime
 from murmur.crawler.parsers.youtube import ApiError, parse_comment_threads, parse_error, parse_search
 from murmur.crawler.pipelines import database_url, murmur_settings
 from murmur.crawler.spiders.common import describe_failure
@@ -302,8 +302,4 @@ def _later(a: str | None, b: str | None) -> str | None:
 
 
 def _when(value: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return datetime.min.replace(tzinfo=UTC)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return iso_datetime(value) or datetime.min.replace(tzinfo=UTC)
