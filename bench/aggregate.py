@@ -14,10 +14,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -52,24 +50,14 @@ def main() -> int:
                         help="a PostgreSQL to use (default: an embedded one in a temp dir)")
     args = parser.parse_args()
 
-    import psycopg
-
+    from bench.common import fresh_schema, server_url
     from murmur.alerts import detector
     from murmur.config.settings import AlertSettings
-    from murmur.store.db import connect, embedded_server_url
+    from murmur.store.db import connect
     from murmur.store.migrate import migrate
     from murmur.store.trends import aggregate
 
-    server_url = args.database_url
-    if not server_url:
-        data = Path(tempfile.mkdtemp(prefix="murmur-bench-pg-"))
-        os.chmod(data, 0o755)
-        server_url = embedded_server_url(data / "pgdata", "murmur_bench")
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute("DROP SCHEMA IF EXISTS bench_aggregate CASCADE")
-        admin.execute("CREATE SCHEMA bench_aggregate")
-    sep = "&" if "?" in server_url else "?"
-    url = f"{server_url}{sep}options={quote('-csearch_path=bench_aggregate')}"
+    url = fresh_schema(server_url(args.database_url), "bench_aggregate")
     detect = detector(AlertSettings())
     with connect(url) as conn:
         migrate(conn)

@@ -17,11 +17,9 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import psycopg
 
@@ -119,14 +117,6 @@ def crawl_once(server_url: str, tags: list[str], database_url: str, variant: str
             "store_seconds": outcome.stats.get("murmur/store/seconds", 0.0)}
 
 
-def fresh_schema(server_url: str, name: str) -> str:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        conn.execute(f'CREATE SCHEMA "{name}"')
-    sep = "&" if "?" in server_url else "?"
-    return f"{server_url}{sep}options={quote(f'-csearch_path={name}')}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--posts", type=int, default=20_000, help="statuses served (default 20000)")
@@ -140,14 +130,12 @@ def main() -> int:
         print(json.dumps(crawl_once(server, tags.split(","), db, variant)))
         return 0
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: bench/ is not a package root
+    from bench.common import fresh_schema
+    from bench.common import server_url as bench_server
     from murmur.crawler.replay import ReplayServer, generate_statuses
-    from murmur.store.db import embedded_server_url
 
-    server_url = args.database_url
-    if not server_url:
-        data = Path(tempfile.mkdtemp(prefix="murmur-bench-pg-"))
-        os.chmod(data, 0o755)
-        server_url = embedded_server_url(data / "pgdata", "murmur_bench")
+    server_url = bench_server(args.database_url)
     per_tag = args.posts // args.tags
     tags = [f"rednote{i}" if i else "rednote" for i in range(args.tags)]
     statuses = {

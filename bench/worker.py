@@ -18,11 +18,9 @@ import re
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_FILE = REPO.parent / "shared" / "data" / "sentiment" / "val.tsv"
@@ -32,16 +30,6 @@ def read_texts(path: Path, limit: int) -> list[str]:
     with open(path, encoding="utf-8", newline="") as f:
         rows = [r["text"] for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
     return rows[:limit] if limit > 0 else rows
-
-
-def fresh_schema(server_url: str, name: str) -> str:
-    import psycopg
-
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        conn.execute(f'CREATE SCHEMA "{name}"')
-    sep = "&" if "?" in server_url else "?"
-    return f"{server_url}{sep}options={quote(f'-csearch_path={name}')}"
 
 
 def store_posts(url: str, texts: list[str]) -> None:
@@ -71,14 +59,10 @@ def main() -> int:
     args = parser.parse_args()
     texts = read_texts(args.file, args.limit)
 
-    from murmur.store.db import embedded_server_url
+    sys.path.insert(0, str(REPO))
+    from bench.common import fresh_schema, server_url
 
-    server_url = args.database_url
-    if not server_url:
-        data = Path(tempfile.mkdtemp(prefix="murmur-bench-pg-"))
-        os.chmod(data, 0o755)
-        server_url = embedded_server_url(data / "pgdata", "murmur_bench")
-    url = fresh_schema(server_url, "bench_worker")
+    url = fresh_schema(server_url(args.database_url), "bench_worker")
     store_posts(url, texts)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MURMUR_")}
     env.update(MURMUR_DATABASE_URL=url, MURMUR_MODEL__THREADS=str(args.threads), MURMUR_MODEL_QUANTIZE=args.quantize,
