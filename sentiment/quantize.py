@@ -328,22 +328,26 @@ def fit_int8(
     fp32_val = evaluate_rows(fp32, val_rows)
     fp32_zh = evaluate_rows(fp32, zh_rows) if zh_rows else None
     say(f"float32: val macro recall {fp32_val['macro_recall']:.4f}")
-    candidates: list[dict[str, Any]] = []
+    tried: dict[str, float] = {}
+    best: dict[str, Any] | None = None  # only the best candidate's int8 copy of the model is kept alive
     for alpha in (None, *alphas):
         scales = calibrate(sm, calibration, alpha=alpha, max_length=max_length) if alpha is not None else {}
         int8 = Scorer(quantize_int8(sm, copy=True, smoothing=scales), max_length=max_length)
         result = evaluate_rows(int8, val_rows)
         say(f"int8 alpha={alpha}: val macro recall {result['macro_recall']:.4f}")
-        candidates.append({"alpha": alpha, "scales": scales, "val": result, "scorer": int8})
-    best = max(candidates, key=lambda c: (c["val"]["macro_recall"], c["alpha"] is None))
+        tried["none" if alpha is None else str(alpha)] = round(result["macro_recall"], 4)
+        # The best macro recall; on a tie, no smoothing (nothing to ship), else the first tried.
+        rank = (result["macro_recall"], alpha is None)
+        if best is None or rank > (best["val"]["macro_recall"], best["alpha"] is None):
+            best = {"alpha": alpha, "scales": scales, "val": result, "scorer": int8}
+    assert best is not None
     drop = fp32_val["macro_recall"] - best["val"]["macro_recall"]
     entry: dict[str, Any] = {
         "scheme": "int8 Linear layers (head excepted), one scale per output row; activations quantized per "
                   "batch, 8-bit on VNNI/AMX CPUs, else 7-bit",
         "smoothing": {"layers": SMOOTHED.pattern, "alpha": best["alpha"], "file": INT8_FILE,
                       "calibration_texts": len(calibration)} if best["alpha"] is not None else None,
-        "alphas_tried": {("none" if c["alpha"] is None else str(c["alpha"])): round(c["val"]["macro_recall"], 4)
-                         for c in candidates},
+        "alphas_tried": tried,
         "val_macro_recall": round(best["val"]["macro_recall"], 4),
         "val_accuracy": round(best["val"]["accuracy"], 4),
         "fp32_val_macro_recall": round(fp32_val["macro_recall"], 4),
