@@ -14,6 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from murmur.errors import MurmurError
+
 # Sources murmur has a spider for. A key under [sources] that is not here is a typo or a
 # source from a newer murmur; either way the user is told which names exist.
 KNOWN_SOURCES = (
@@ -35,7 +37,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNIT_SECONDS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class ConfigError(ValueError):
+class ConfigError(MurmurError, ValueError):
     """A setting that cannot be used; the message names the key, the value and the fix."""
 
 

