@@ -1,16 +1,53 @@
-"""Text normalisation and term matching, shared by every source (pure functions)."""
+"""Text normalisation, characters that cannot be stored, and term matching, shared by every source (pure
+functions; no imports beyond the standard library, so the store can use `storable` too)."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 # Zero-width characters survive copy-paste and split words invisibly (U+200B..U+200D, U+2060,
 # U+FEFF); removing them lets "Red\u200bNote" match RedNote.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
 _SPACES = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
+
+
+# PostgreSQL stores neither NUL (text and jsonb refuse it) nor half a UTF-16 surrogate pair (not valid
+# UTF-8); one such character anywhere in a batch would make the whole batch fail. Platforms do send them
+# (a NUL in a title, an emoji cut in half by a length limit), so they are removed before storing.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# The same characters as JSON carries them (escaped, as json.dumps writes them): a body or a dump without
+# one needs no walk.
+_UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|d[89a-f][0-9a-f]{2})", re.IGNORECASE)
+# What XML (so libxml2) refuses: the unstorable characters above, the other C0 controls but tab, newline
+# and carriage return, and U+FFFE/U+FFFF. They mean nothing in a post's text.
+_NOT_XML = {c: None for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0xD800, 0xE000))}
+_NOT_XML.update({0xFFFE: None, 0xFFFF: None})
+
+
+def storable(value: Any) -> Any:
+    """`value` with NUL and lone surrogates removed from every string in it (dicts and lists walked)."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("", value) if _UNSTORABLE.search(value) else value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
+
+
+def has_unstorable_escape(json_text: str) -> bool:
+    """Whether JSON text escapes a NUL or a surrogate (``\\u0000``, ``\\ud83d``): only then can the value
+    it holds need `storable` (a surrogate pair is a false alarm: the walk then changes nothing)."""
+    return _UNSTORABLE_ESCAPE.search(json_text) is not None
+
+
+def xml_safe(text: str) -> str:
+    """`text` without the characters XML cannot hold (a superset of what `storable` removes)."""
+    return text.translate(_NOT_XML)
 
 
 def normalise_text(text: str) -> str:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
+
+from murmur.crawler.text import has_unstorable_escape, storable
 
 if TYPE_CHECKING:
     import psycopg
@@ -81,29 +82,13 @@ FROM merged
 """
 
 
-# PostgreSQL stores neither NUL (text and jsonb refuse it) nor half a UTF-16 surrogate pair (not valid
-# UTF-8); one such character anywhere in a batch would make the whole batch fail. Platforms do send them
-# (a NUL in a title, an emoji cut in half by a length limit), so they are removed here, for every source.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-_UNSTORABLE_JSON = re.compile(r"\\u0000|\\ud[89a-f]", re.IGNORECASE)  # the same, as json.dumps escapes them
-
-
-def storable(value: Any) -> Any:
-    """`value` with NUL and lone surrogates removed from every string in it (dicts and lists walked)."""
-    if isinstance(value, str):
-        return _UNSTORABLE.sub("", value) if _UNSTORABLE.search(value) else value
-    if isinstance(value, dict):
-        return {storable(k): storable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [storable(v) for v in value]
-    return value
-
-
+# PostgreSQL stores neither NUL nor half a UTF-16 surrogate pair, and one such character would fail the
+# whole batch: `storable` (murmur.crawler.text, shared with the parsers) removes them here, for every source.
 def _raw(raw: dict[str, Any]) -> Jsonb | None:
     if not raw:
         return None
     dumped = json.dumps(raw, default=str)
-    if _UNSTORABLE_JSON.search(dumped):  # rare: walk the record only then
+    if has_unstorable_escape(dumped):  # rare: walk the record only then
         dumped = json.dumps(storable(raw), default=str)
     return Jsonb(raw, dumps=lambda _: dumped)
 

@@ -4,14 +4,40 @@ separate from fetching). Nothing here touches the network or Scrapy."""
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
+
+from lxml import etree
+from lxml import html as lxml_html
 
 from murmur.crawler.items import Post
+from murmur.crawler.text import xml_safe
 from murmur.errors import MurmurError
 
-__all__ = ["Page", "ParseError", "count", "digit_string", "id_key", "iso_datetime", "load_json"]
+__all__ = [
+    "BLOCKS",
+    "Page",
+    "ParseError",
+    "as_object",
+    "as_string",
+    "bytedance_id_time",
+    "count",
+    "digit_string",
+    "first_of_each",
+    "html_to_text",
+    "id_key",
+    "inline_hashtags",
+    "is_text",
+    "iso_datetime",
+    "json_object",
+    "load_json",
+    "page_wall",
+    "raise_for_error",
+    "script_text",
+]
 
 
 @dataclass
@@ -35,6 +61,21 @@ class ParseError(MurmurError, ValueError):
 
     The message says what was wrong, lower-case and short, so a spider can log and count it.
     """
+
+
+def first_of_each(candidates: Iterable[Post | None]) -> tuple[list[Post], int]:
+    """(posts, skipped) of a page's records turned into posts: the first of each `source_id` kept, in order
+    (a post repeated in one page, or reposted, is one post), and how many records gave no post (None)."""
+    posts: list[Post] = []
+    seen: set[str] = set()
+    skipped = 0
+    for post in candidates:
+        if post is None:
+            skipped += 1
+        elif post.source_id not in seen:
+            seen.add(post.source_id)
+            posts.append(post)
+    return posts, skipped
 
 
 def id_key(status_id: str) -> tuple[int, str]:
@@ -72,14 +113,28 @@ def json_text(body: bytes) -> str:
     return text
 
 
-def parse_json_text(text: str) -> Any:
-    """`json.loads` with its failures as `ParseError`."""
+def parse_json_text(text: str, *, what: str = "body") -> Any:
+    """`json.loads` with its failures as `ParseError`; `what` names the text in the message."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ParseError(f"body is not valid json (truncated?): {exc.msg} at char {exc.pos}") from None
+        raise ParseError(f"{what} is not valid json (truncated?): {exc.msg} at char {exc.pos}") from None
     except RecursionError:
-        raise ParseError("body is json nested too deeply") from None
+        raise ParseError(f"{what} is json nested too deeply") from None
+
+
+def json_object(data: Any) -> dict[str, Any]:
+    """`data` if it is a JSON object; else ParseError saying what it is instead."""
+    if not isinstance(data, dict):
+        raise ParseError(f"expected a json object, got {type(data).__name__}")
+    return data
+
+
+def raise_for_error(data: Any) -> None:
+    """ParseError naming the error when `data` is the error object several APIs answer with,
+    ``{"error": "<text>"}`` (Mastodon's and Lemmy's, Reddit's in part)."""
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        raise ParseError(f"server returned an error: {data['error'][:200]}")
 
 
 def iso_datetime(value: Any) -> datetime | None:
@@ -99,6 +154,22 @@ def iso_datetime(value: Any) -> datetime | None:
         return None
 
 
+def is_text(value: Any) -> TypeGuard[str]:
+    """Whether a payload's value is a string that is not empty."""
+    return isinstance(value, str) and bool(value)
+
+
+def as_object(value: Any) -> dict[str, Any]:
+    """A payload's value if it is a JSON object, else {}: a nested object that may be missing, read with
+    `.get` like one that is there."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_string(value: Any) -> str:
+    """A payload's value if it is a string, else ""."""
+    return value if isinstance(value, str) else ""
+
+
 def digit_string(value: Any) -> str | None:
     """A positive id given as an int or a string of digits, as a string; else None."""
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
@@ -115,3 +186,117 @@ def count(value: Any) -> int | None:
     if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value.strip())
     return None
+
+
+# --- HTML -> text ---
+
+# Elements whose content is not text a reader sees.
+_HIDDEN = ("script", "style", "template", "noscript", "head", "title", "iframe", "object", "svg")
+# Elements that start a new line: text in two of them never runs together ("Title" + "Body" is not
+# "TitleBody").
+BLOCKS = frozenset({
+    "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption", "figure", "footer",
+    "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table",
+    "tbody", "td", "th", "thead", "tr", "ul",
+})
+_NL = "\n"
+
+
+def html_to_text(content: str, *, break_before: Iterable[str] = BLOCKS, break_after: Iterable[str] = BLOCKS,
+                 strict: bool = False) -> str:
+    """HTML -> plain text: tags stripped, entities decoded, comments, scripts, styles (and the rest of
+    `_HIDDEN`) dropped, characters XML cannot hold removed, one newline where an element of `break_before`
+    starts or one of `break_after` ends (a run of them is one newline), surrounding whitespace trimmed.
+
+    HTML lxml cannot read at all (a bare doctype, an empty ``<html>``) gives "", or with `strict` raises
+    ValueError, for a caller that skips the record or falls back to another field instead.
+    """
+    cleaned = xml_safe(content)
+    if not cleaned.strip():
+        return ""
+    try:
+        # lxml asserts ("too many bodies") on an <html> without a body, besides its own errors.
+        root = lxml_html.fragment_fromstring(cleaned, create_parent="div")
+    except (ValueError, AssertionError, etree.LxmlError) as exc:
+        if strict:
+            raise ValueError(f"unreadable html: {exc}") from None
+        return ""
+    for hidden in list(root.iter(etree.Comment, etree.ProcessingInstruction)):
+        hidden.drop_tree()  # keeps its tail text
+    for element in list(root.iter(*_HIDDEN)):
+        element.drop_tree()
+    before, after = frozenset(break_before), frozenset(break_after)
+    parts: list[str] = []
+
+    def add(text: str | None) -> None:
+        # Whitespace between blocks (source formatting, "</p>\n<p>") is not content.
+        if text and (text.strip() or (parts and parts[-1] != _NL)):
+            parts.append(text)
+
+    def newline() -> None:
+        # Collapse a run of line breaks (and the whitespace between them) into one.
+        while parts and parts[-1] != _NL and not parts[-1].strip():
+            parts.pop()
+        if parts and parts[-1] != _NL:
+            parts.append(_NL)
+
+    for event, element in etree.iterwalk(root, events=("start", "end")):
+        tag = element.tag if isinstance(element.tag, str) else ""
+        if event == "start":
+            if tag in before:
+                newline()
+            add(element.text)
+        else:
+            if tag in after:
+                newline()
+            if element is not root:
+                add(element.tail)
+    return "".join(parts).strip()
+
+
+# --- server-rendered pages (TikTok, Lemon8) ---
+
+# What a WAF challenge page carries instead of the page state (seen in public clients' block checks).
+_CHALLENGE_MARKERS = ("_wafchallengeid", "slardar_us_waf", "please wait", "verify to continue")
+_HASHTAG = re.compile(r"#([^\s#]+)")
+_TRAILING = ".,;:!?)]}»\"'"
+
+
+def script_text(text: str, opening: re.Pattern[str]) -> str | None:
+    """The text of the script that `opening` (a regular expression for its opening tag) starts, up to
+    the next ``</script>``; None when there is none; ParseError when the page ends before the script
+    does (a body cut off in transfer)."""
+    found = opening.search(text)
+    if found is None:
+        return None
+    end = text.find("</script>", found.end())
+    if end < 0:
+        raise ParseError("page state is cut off (no closing </script>; truncated body?)")
+    return text[found.end():end]
+
+
+def page_wall(text: str) -> str:
+    """Why a page without its state is no post page: a WAF challenge, a captcha, or neither said."""
+    lowered = text.lower()
+    if any(marker in lowered for marker in _CHALLENGE_MARKERS):
+        return "challenge page"
+    if "captcha" in lowered:
+        return "captcha"
+    return "no page state (challenge or captcha page)"
+
+
+def inline_hashtags(text: str) -> list[str]:
+    """The hashtags written in a text ("#lemon8diary"), without "#" and trailing punctuation, first seen
+    first; any script (Thai and other scripts' marks are not ``\\w``)."""
+    return list(dict.fromkeys(t.rstrip(_TRAILING) for t in _HASHTAG.findall(text) if t.rstrip(_TRAILING)))
+
+
+def bytedance_id_time(item_id: str) -> datetime | None:
+    """When a ByteDance (TikTok, Lemon8) id was minted: its top 32 bits are Unix seconds (a TikTok video's
+    id decodes to the same day as its ``createTime``, seconds before it). None when it is not such an id."""
+    if not (item_id.isascii() and item_id.isdigit()):
+        return None
+    seconds = int(item_id) >> 32
+    if not 1_420_070_400 <= seconds <= 4_102_444_800:  # 2015 .. 2100: anything else is not a timestamp
+        return None
+    return datetime.fromtimestamp(seconds, UTC)

@@ -21,7 +21,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import ParseError, iso_datetime, json_text, parse_json_text
+from murmur.crawler.parsers import (
+    ParseError,
+    first_of_each,
+    is_text,
+    iso_datetime,
+    json_object,
+    json_text,
+    parse_json_text,
+)
+from murmur.crawler.text import has_unstorable_escape, storable
 
 __all__ = [
     "FeedPage",
@@ -46,10 +55,6 @@ _AT_URI = re.compile(r"^at://([^/?#]+)/([^/?#]+)/([^/?#]+)$")
 # the account in web URLs, which bsky.app accepts in place of a handle.
 _INVALID_HANDLE = "handle.invalid"
 _ELLIPSIS = ("...", "…")
-# JSON escapes of what PostgreSQL cannot store in text or jsonb (NUL) or UTF-8 cannot encode (a lone
-# surrogate). JSON can only carry them escaped, so the body is checked for the escapes, and only a body
-# that has one is cleaned.
-_UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89abAB][0-9a-fA-F]{2}|[dD][c-fC-F][0-9a-fA-F]{2})")
 
 
 @dataclass
@@ -111,8 +116,9 @@ def parse_feed(body: bytes) -> FeedPage:
 def parse_session(body: bytes) -> Session:
     """A createSession/refreshSession response -> the tokens; ParseError when they are missing."""
     data = _load_object(body)
-    tokens = [data.get(name) for name in ("accessJwt", "refreshJwt", "did", "handle")]
-    if not all(isinstance(value, str) and value for value in tokens):
+    names = ("accessJwt", "refreshJwt", "did", "handle")
+    tokens = [value for name in names if is_text(value := data.get(name))]
+    if len(tokens) != len(names):
         raise ParseError("session response lacks accessJwt, refreshJwt, did or handle")
     return Session(*tokens)
 
@@ -191,11 +197,11 @@ def format_datetime(value: datetime) -> str:
 
 def _load_object(body: bytes) -> dict[str, Any]:
     text = json_text(body)
-    data = parse_json_text(text)
-    if not isinstance(data, dict):
-        raise ParseError(f"expected a json object, got {type(data).__name__}")
-    if _UNSTORABLE_ESCAPE.search(text):
-        data = _scrub(data)
+    data = json_object(parse_json_text(text))
+    # What PostgreSQL cannot store (NUL, a lone surrogate) JSON can only carry escaped: only a body with
+    # such an escape is cleaned, so that text and facets' byte offsets agree with what is stored.
+    if has_unstorable_escape(text):
+        data = storable(data)
     if isinstance(data.get("error"), str):
         message = data.get("message")
         detail = f": {message[:200]}" if isinstance(message, str) and message else ""
@@ -203,35 +209,10 @@ def _load_object(body: bytes) -> dict[str, Any]:
     return data
 
 
-def _scrub(value: Any) -> Any:
-    """``value`` with NUL characters and lone surrogates removed from every string in it."""
-    if isinstance(value, str):
-        return value.encode("utf-8", "ignore").decode("utf-8").replace("\x00", "")
-    if isinstance(value, list):
-        return [_scrub(v) for v in value]
-    if isinstance(value, dict):
-        return {_scrub(k): _scrub(v) for k, v in value.items()}
-    return value
-
-
 def _page(entries: list[tuple[Any, Any]], cursor: Any) -> FeedPage:
-    posts: list[Post] = []
-    seen: set[str] = set()
-    times: list[datetime] = []
-    skipped = 0
-    for view, reason in entries:
-        post = post_from_view(view)
-        when = _entry_time(view, reason)
-        if when is not None:
-            times.append(when)
-        if post is None:
-            skipped += 1
-            continue
-        # A post and a repost of it in one page are one post; the first seen (the newest) is kept.
-        if post.source_id in seen:
-            continue
-        seen.add(post.source_id)
-        posts.append(post)
+    # A post and a repost of it in one page are one post; the first seen (the newest) is kept.
+    posts, skipped = first_of_each(post_from_view(view) for view, _ in entries)
+    times = [when for view, reason in entries if (when := _entry_time(view, reason)) is not None]
     return FeedPage(
         posts=posts,
         cursor=cursor if isinstance(cursor, str) and cursor else None,

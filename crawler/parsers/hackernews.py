@@ -10,25 +10,17 @@ algolia/hn-search ``app/models/item.rb``). Stories carry ``title`` and ``story_t
 from __future__ import annotations
 
 import html
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from lxml import etree
-
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import ParseError, iso_datetime, load_json
-from murmur.crawler.parsers.mastodon import html_to_text
+from murmur.crawler.parsers import ParseError, html_to_text, iso_datetime, json_object, load_json
 
 __all__ = ["SearchPage", "item_url", "parse_search", "hn_html_to_text"]
 
 SOURCE = "hackernews"
 ITEM_URL = "https://news.ycombinator.com/item?id={id}"
-
-# HN writes paragraphs as "first<p>second" (an opening <p> and no closing one), so a paragraph starts
-# at each <p>; a <br> before it makes the shared HTML -> text rule put the line break there.
-_P_OPEN = re.compile(r"<p(?=[\s>/])", re.IGNORECASE)
 
 _DELETED = "deleted"  # what _to_post returns for a hit that is a deleted/dead item
 
@@ -105,14 +97,13 @@ def parse_search(body: bytes) -> SearchPage:
 def hn_html_to_text(content: str) -> str:
     """HN item HTML (``comment_text``, ``story_text``) -> plain text: entities decoded, tags stripped,
     one newline per paragraph, links as their URL."""
-    return html_to_text(_P_OPEN.sub("<br><p", content))
+    # HN writes paragraphs as "first<p>second" (an opening <p> and no closing one), so a line breaks where
+    # a <p> opens too.
+    return html_to_text(content, break_before=("br", "p"), break_after=("p",), strict=True)
 
 
 def _load_object(body: bytes) -> dict[str, Any]:
-    data = load_json(body)
-    if not isinstance(data, dict):
-        raise ParseError(f"expected a json object, got {type(data).__name__}")
-    return data
+    return json_object(load_json(body))
 
 
 def _to_post(hit: dict[str, Any], created_at: datetime | None) -> Post | str | None:
@@ -125,7 +116,7 @@ def _to_post(hit: dict[str, Any], created_at: datetime | None) -> Post | str | N
     author = hit.get("author")
     try:
         text = _comment_text(hit) if is_comment else _story_text(hit)
-    except (ValueError, etree.LxmlError):
+    except ValueError:  # HTML lxml cannot read
         return None
     if text is None:
         return None

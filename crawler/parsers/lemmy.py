@@ -13,11 +13,11 @@ import html
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import ParseError, iso_datetime, load_json
+from murmur.crawler.parsers import ParseError, iso_datetime, json_object, load_json, raise_for_error
 
 __all__ = ["KINDS", "SearchPage", "markdown_to_text", "parse_search"]
 
@@ -140,20 +140,24 @@ def markdown_to_text(markdown: str) -> str:
 
 def _load_object(body: bytes) -> dict[str, Any]:
     data = load_json(body)
-    if isinstance(data, dict) and isinstance(data.get("error"), str):
-        # Lemmy's error shape: {"error": "instance_is_private"} (LemmyErrorType, snake case).
-        raise ParseError(f"server returned an error: {data['error'][:200]}")
-    if not isinstance(data, dict):
-        raise ParseError(f"expected a json object, got {type(data).__name__}")
-    return data
+    raise_for_error(data)  # Lemmy's error shape: {"error": "instance_is_private"} (LemmyErrorType, snake case)
+    return json_object(data)
+
+
+def _record(view: dict[str, Any], key: str) -> dict[str, Any] | str | None:
+    """The view's post or comment record; _REMOVED when it was deleted or removed, None when there is none."""
+    record = view.get(key)
+    if not isinstance(record, dict):
+        return None
+    if record.get("deleted") is True or record.get("removed") is True:
+        return _REMOVED
+    return record
 
 
 def _post_view(view: dict[str, Any], base: str) -> Post | str | None:
-    post = view.get("post")
+    post = _record(view, "post")
     if not isinstance(post, dict):
-        return None
-    if post.get("deleted") is True or post.get("removed") is True:
-        return _REMOVED
+        return post
     title, body = post.get("name"), post.get("body")
     if not isinstance(title, str) or (body is not None and not isinstance(body, str)):
         return None
@@ -165,11 +169,9 @@ def _post_view(view: dict[str, Any], base: str) -> Post | str | None:
 
 
 def _comment_view(view: dict[str, Any], base: str) -> Post | str | None:
-    comment = view.get("comment")
+    comment = _record(view, "comment")
     if not isinstance(comment, dict):
-        return None
-    if comment.get("deleted") is True or comment.get("removed") is True:
-        return _REMOVED
+        return comment
     content = comment.get("content")
     if not isinstance(content, str):
         return None
@@ -203,7 +205,7 @@ def _post(view: dict[str, Any], record: dict[str, Any], text: str, base: str, me
     )
 
 
-def _is_web_url(value: Any) -> bool:
+def _is_web_url(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and value.startswith(("https://", "http://")) and bool(urlsplit(value).hostname)
 
 

@@ -21,7 +21,6 @@ their top 32 bits), flagged in ``raw["date_from"]``.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,8 +28,18 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import ParseError, count, digit_string
-from murmur.crawler.parsers.rss import html_to_text
+from murmur.crawler.parsers import (
+    ParseError,
+    as_object,
+    bytedance_id_time,
+    count,
+    digit_string,
+    html_to_text,
+    inline_hashtags,
+    page_wall,
+    parse_json_text,
+    script_text,
+)
 
 __all__ = [
     "ArticlePage",
@@ -54,9 +63,6 @@ LINK_PATTERN = r"(https?://(?:www\.)?lemon8-app\.com/@[A-Za-z0-9_.-]+/([0-9]{6,2
 
 _CONTEXT = re.compile(r"""<script[^>]*\bdata-ttark=["']__remixContext["'][^>]*>""", re.I)
 _URL_POST = re.compile(r"^/@([^/?#]+)/([0-9]{6,25})/?$")
-_CHALLENGE_MARKERS = ("_wafchallengeid", "slardar_us_waf", "please wait", "verify to continue")
-_HASHTAG = re.compile(r"#([^\s#]+)")
-_TRAILING = ".,;:!?)]}»\"'"
 _TIME_FIELDS = ("publishTime", "publish_time", "createTime", "create_time")
 
 
@@ -80,14 +86,8 @@ def canonical_url(article_id: str, link_name: str | None) -> str:
     return f"{WEB}/@{link_name or '_'}/{article_id}"
 
 
-def id_time(article_id: str) -> datetime | None:
-    """When a Lemon8 (ByteDance) id was minted: its top 32 bits are Unix seconds; None when implausible."""
-    if not (article_id.isascii() and article_id.isdigit()):
-        return None
-    seconds = int(article_id) >> 32
-    if not 1_420_070_400 <= seconds <= 4_102_444_800:  # 2015 .. 2100
-        return None
-    return datetime.fromtimestamp(seconds, UTC)
+# When a Lemon8 (ByteDance) id was minted: dates a post whose page gives no publish time.
+id_time = bytedance_id_time
 
 
 def parse_article_page(body: bytes | str, url: str, *, fetched_at: datetime | None = None) -> ArticlePage:
@@ -101,18 +101,12 @@ def parse_article_page(body: bytes | str, url: str, *, fetched_at: datetime | No
     path = urlsplit(url).path.rstrip("/")
     if path == "/login" or path.startswith("/login/"):
         return ArticlePage(blocked="login wall")
-    found = _CONTEXT.search(text)
-    if found is None:
-        lowered = text.lower()
-        if any(marker in lowered for marker in _CHALLENGE_MARKERS):
-            return ArticlePage(blocked="challenge page")
-        if "captcha" in lowered:
-            return ArticlePage(blocked="captcha")
-        return ArticlePage(blocked="no page state (challenge or captcha page)")
-    end = text.find("</script>", found.end())
-    if end < 0:
-        raise ParseError("page state is cut off (no closing </script>; truncated body?)")
-    context = _context_json(text[found.end():end])
+    raw = script_text(text, _CONTEXT)
+    if raw is None:
+        return ArticlePage(blocked=page_wall(text))
+    raw = raw.strip()
+    # Percent-encoded once: a "%25" in the data stays a "%" of the data.
+    context = parse_json_text(raw if raw.startswith("{") else unquote(raw), what="remix context")
     state = context.get("state") if isinstance(context, dict) else None
     loader = state.get("loaderData") if isinstance(state, dict) else None
     if not isinstance(loader, dict) or not loader:
@@ -176,7 +170,7 @@ def _post(article: dict[str, Any], url: str, wanted: str | None, fetched_at: dat
     article_id = digit_string(article.get("groupId")) or wanted
     if article_id is None:
         raise ParseError("article has no groupId and the url no article id")
-    author = article.get("author") if isinstance(article.get("author"), dict) else {}
+    author = as_object(article.get("author"))
     link_name = author.get("linkName")
     if not (isinstance(link_name, str) and link_name.strip()):
         found = _URL_POST.match(urlsplit(url).path)
@@ -198,7 +192,7 @@ def _post(article: dict[str, Any], url: str, wanted: str | None, fetched_at: dat
         text=text,
         created_at=created_at,
         lang=None,  # articleRegion ("us", "th") is a market, not a language: the pipeline detects it
-        tags=_hashtags(text),
+        tags=inline_hashtags(text),
         metrics=_metrics(article),
         raw={**article, "date_from": date_from},
     )
@@ -214,11 +208,6 @@ def _text(article: dict[str, Any]) -> str:
         body = html_to_text(body)
     parts = [title.strip() if isinstance(title, str) else "", body.strip()]
     return "\n".join(p for p in parts if p)
-
-
-def _hashtags(text: str) -> list[str]:
-    # Lemon8 writes hashtags in the text ("#lemon8diary"); Thai and other scripts' marks are not \w.
-    return list(dict.fromkeys(t.rstrip(_TRAILING) for t in _HASHTAG.findall(text) if t.rstrip(_TRAILING)))
 
 
 def _metrics(article: dict[str, Any]) -> dict[str, int]:
@@ -243,16 +232,3 @@ def _time(article: dict[str, Any]) -> tuple[datetime | None, str]:
             except (OverflowError, OSError, ValueError):
                 continue
     return None, ""
-
-
-def _context_json(raw: str) -> Any:
-    text = raw.strip()
-    if not text.startswith("{"):
-        text = unquote(text)  # once: a "%25" in the data stays a "%" of the data
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"remix context is not valid json (truncated?): {exc.msg} at char {exc.pos}") from None
-    except RecursionError:
-        raise ParseError("remix context is json nested too deeply") from None
-

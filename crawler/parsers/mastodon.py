@@ -9,11 +9,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from lxml import etree
-from lxml import html as lxml_html
-
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import Page, ParseError, id_key, iso_datetime, load_json
+from murmur.crawler.parsers import Page, ParseError, id_key, iso_datetime, load_json, raise_for_error
+from murmur.crawler.parsers import html_to_text as _html_to_text
 
 __all__ = ["parse_timeline", "html_to_text"]
 
@@ -21,13 +19,6 @@ SOURCE = "mastodon"
 
 # What a status must carry to become a Post; anything less is skipped and counted, not raised.
 _REQUIRED = ("id", "uri", "created_at", "content", "account")
-
-# libxml2 refuses text that XML cannot hold (NUL, most C0 controls, lone surrogates); statuses from
-# odd remote software can carry them, and they mean nothing in a post's text, so they are dropped.
-_NOT_XML = {c: None for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0xD800, 0xE000))}
-_NOT_XML.update({0xFFFE: None, 0xFFFF: None})
-
-_NL = "\n"
 
 
 def parse_timeline(body: bytes, *, instance: str) -> Page:
@@ -66,51 +57,19 @@ def parse_timeline(body: bytes, *, instance: str) -> Page:
 
 def html_to_text(content: str) -> str:
     """Status ``content`` HTML -> plain text: tags stripped, entities decoded, one newline per run of
-    ``<br>``/``</p>``, surrounding whitespace trimmed.
+    ``<br>``/``</p>``, surrounding whitespace trimmed; ValueError when lxml cannot read it at all.
 
     The newline rule is Mastodon's own HTML -> plain text (app/lib/plain_text_formatter.rb), so a
-    post's text reads as Mastodon renders it in plain text. Links keep their full URL (the
-    ``invisible``/``ellipsis`` spans are display-only).
+    post's text reads as Mastodon renders it in plain text: a ``<br>`` or the end of a ``<p>`` breaks
+    a line, nothing else does. Links keep their full URL (the ``invisible``/``ellipsis`` spans are
+    display-only).
     """
-    cleaned = content.translate(_NOT_XML)
-    if not cleaned.strip():
-        return ""
-    root = lxml_html.fragment_fromstring(cleaned, create_parent="div")
-    for hidden in list(root.iter(etree.Comment, etree.ProcessingInstruction)):
-        hidden.drop_tree()  # keeps its tail text
-    parts: list[str] = []
-
-    def add(text: str | None) -> None:
-        # Whitespace between blocks (source formatting, "</p>\n<p>") is not content.
-        if text and (text.strip() or (parts and parts[-1] != _NL)):
-            parts.append(text)
-
-    def newline() -> None:
-        # Collapse a run of line breaks (and the whitespace between them) into one, like the
-        # `(<br />|<br>|</p>)+` run in Mastodon's formatter.
-        while parts and parts[-1] != _NL and not parts[-1].strip():
-            parts.pop()
-        if parts and parts[-1] != _NL:
-            parts.append(_NL)
-
-    for event, element in etree.iterwalk(root, events=("start", "end")):
-        if event == "start":
-            if element.tag == "br":
-                newline()
-            add(element.text)
-        else:
-            if element.tag == "p":
-                newline()
-            if element is not root:
-                add(element.tail)
-    return "".join(parts).strip()
+    return _html_to_text(content, break_before=("br",), break_after=("p",), strict=True)
 
 
 def _load_array(body: bytes) -> list[Any]:
     data = load_json(body)
-    if isinstance(data, dict) and isinstance(data.get("error"), str):
-        # Mastodon's error entity: {"error": "..."} (https://docs.joinmastodon.org/entities/Error/).
-        raise ParseError(f"server returned an error: {data['error'][:200]}")
+    raise_for_error(data)  # Mastodon's error entity (https://docs.joinmastodon.org/entities/Error/)
     if not isinstance(data, list):
         raise ParseError(f"expected a json array of statuses, got {type(data).__name__}")
     return data
@@ -159,7 +118,7 @@ def _to_post(entry: dict[str, Any], host: str) -> Post | None:
         return None
     try:
         text = html_to_text(content)
-    except (ValueError, etree.LxmlError):
+    except ValueError:  # HTML lxml cannot read: skipped and counted
         return None
 
     spoiler = status.get("spoiler_text")

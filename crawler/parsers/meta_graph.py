@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import ParseError, load_json
+from murmur.crawler.parsers import ParseError, first_of_each, json_object, load_json
 
 __all__ = [
     "GraphError",
@@ -87,10 +87,7 @@ class GraphPage:
 
 def load_graph_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object; ParseError when it is empty, HTML, truncated or not an object."""
-    data = load_json(body)
-    if not isinstance(data, dict):
-        raise ParseError(f"expected a json object, got {type(data).__name__}")
-    return data
+    return json_object(load_json(body))
 
 
 def parse_graph_error(body: bytes, status: int | None = None) -> GraphError:
@@ -160,21 +157,11 @@ def parse_graph_page(body: bytes, to_post: Callable[[Any, datetime], Post | None
     or one `to_post` returns None for, is skipped and counted.
     """
     data, entries = graph_entries(body)
-    posts: list[Post] = []
-    seen: set[str] = set()
-    skipped = 0
-    newest: int | None = None
-    for entry in entries:
-        created = graph_time(entry.get("timestamp")) if isinstance(entry, dict) else None
-        if created is not None:
-            stamp = int(created.timestamp())
-            newest = stamp if newest is None else max(newest, stamp)
-        post = to_post(entry, created) if created is not None else None
-        if post is None:
-            skipped += 1
-        elif post.source_id not in seen:
-            seen.add(post.source_id)
-            posts.append(post)
+    times = [graph_time(entry.get("timestamp")) if isinstance(entry, dict) else None for entry in entries]
+    posts, skipped = first_of_each(
+        to_post(entry, created) if created is not None else None for entry, created in zip(entries, times, strict=True)
+    )
+    newest = max((int(created.timestamp()) for created in times if created is not None), default=None)
     return GraphPage(posts=posts, after=graph_paging(data), newest=newest, entries=len(entries), skipped=skipped)
 
 

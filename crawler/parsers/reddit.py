@@ -16,10 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from lxml import etree
-
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import ParseError, load_json
+from murmur.crawler.parsers import ParseError, is_text, json_object, load_json
 from murmur.crawler.parsers.mastodon import html_to_text
 
 __all__ = [
@@ -159,9 +157,7 @@ def parse_token(body: bytes) -> Token:
     Reddit reports some refusals as HTTP 200 with ``{"error": "..."}`` (prawcore's auth.py reads it
     the same way); that raises ParseError with the error named.
     """
-    data = _load_json(body)
-    if not isinstance(data, dict):
-        raise ParseError(f"expected a json object, got {type(data).__name__}")
+    data = json_object(_load_json(body))
     if "error" in data:
         raise ParseError(f"token refused: {data['error']}")
     token, expires = data.get("access_token"), data.get("expires_in")
@@ -196,35 +192,30 @@ def parse_error(body: bytes, status: int | None = None) -> RedditError:
 def _submission(record: dict[str, Any]) -> Post | None:
     name, permalink, title = record.get("name"), record.get("permalink"), record.get("title")
     created = _datetime(record.get("created_utc"))
-    if not (_is_text(name) and _is_text(permalink) and isinstance(title, str) and created):
+    if not (is_text(name) and is_text(permalink) and isinstance(title, str) and created):
         return None
     body = _body_text(record.get("selftext_html"), record.get("selftext"))
     if body is None:
         return None
     title_text = html.unescape(title).strip()
     text = f"{title_text}\n\n{body}" if body else title_text
-    metrics = _counts(record, score="score", replies="num_comments")
-    return Post(
-        source=SOURCE,
-        source_id=name,
-        url=WEB + permalink,
-        author=_author(record.get("author")),
-        text=text,
-        created_at=created,
-        metrics=metrics,
-        raw=record,
-    )
+    return _post(record, name, permalink, created, text, _counts(record, score="score", replies="num_comments"))
 
 
 def _comment(record: dict[str, Any]) -> Post | None:
     name, permalink = record.get("name"), record.get("permalink")
     created = _datetime(record.get("created_utc"))
-    if not (_is_text(name) and _is_text(permalink) and created):
+    if not (is_text(name) and is_text(permalink) and created):
         return None
     text = _body_text(record.get("body_html"), record.get("body"))
     if text is None:
         return None
-    metrics = _counts(record, score="score")
+    return _post(record, name, permalink, created, text, _counts(record, score="score"))
+
+
+def _post(record: dict[str, Any], name: str, permalink: str, created: datetime, text: str,
+          metrics: dict[str, int]) -> Post:
+    """A submission or a comment (a "thing" whose fullname is `name`) as a post."""
     return Post(
         source=SOURCE,
         source_id=name,
@@ -252,7 +243,7 @@ def _body_text(rendered: Any, markdown: Any) -> str | None:
             rendered = html.unescape(rendered)  # without raw_json=1 the HTML arrives escaped once
         try:
             return html_to_text(rendered)
-        except (ValueError, etree.LxmlError):
+        except ValueError:  # HTML lxml cannot read: the markdown instead
             pass
     if isinstance(markdown, str):
         # raw_json=1 sends markdown as typed; without it &, < and > arrive as entities.
@@ -273,10 +264,6 @@ def _counts(record: dict[str, Any], **fields: str) -> dict[str, int]:
     if "score" in metrics:
         metrics["likes"] = metrics["score"]  # the net votes: the closest Reddit has to likes
     return metrics
-
-
-def _is_text(value: Any) -> bool:
-    return isinstance(value, str) and bool(value)
 
 
 def _epoch(value: Any) -> float | None:

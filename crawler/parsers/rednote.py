@@ -5,8 +5,7 @@ A public note page (`/explore/<note id>`, `/discovery/item/<note id>`) and a pub
 ``<script>window.__INITIAL_STATE__={...}</script>``. That is a JavaScript literal, not JSON: absent
 values are the bare token ``undefined``, ``/`` is written ``\\u002F``, and newer pages may hold
 ``new Map(...)``/``new Set(...)`` (RSSHub's `lib/routes/xiaohongshu/util.ts` strips those). It is
-read here with a small tokenizer (never evaluated): strings are copied as they are, bare tokens
-outside strings are turned into JSON, and the result goes to `json.loads`.
+read by `jsobject.read_js_object` (a small tokenizer, never evaluated; why not chompjs is said there).
 
 - A note page keeps its note at ``note.noteDetailMap[<note id>].note`` (yt-dlp
   `yt_dlp/extractor/xiaohongshu.py`, MediaCrawler `media_platform/xhs/extractor.py`): ``title``,
@@ -23,7 +22,6 @@ A page whose state lacks the note is a captcha, a login wall or a deleted note: 
 from __future__ import annotations
 
 import html
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,7 +30,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import ParseError
+from murmur.crawler.parsers import ParseError, as_object, as_string
+from murmur.crawler.parsers.jsobject import read_js_object
 
 __all__ = [
     "Blocked",
@@ -67,17 +66,6 @@ _PROFILE_NOTE_PATH = re.compile(rf"^/user/profile/{_ID}/({_ID})/?$")
 
 _NOTE_HREF = re.compile(rf"""href=["']([^"']*/(?:explore|user/profile/{_ID})/{_ID}\?[^"']*)["']""")
 _STATE_START = re.compile(r"window\.__INITIAL_STATE__\s*=\s*")
-# Tokens of a JavaScript object literal, in the order they must be tried: strings (either quote),
-# numbers (before identifiers, so the "e5" of 1e5 is never read as a name), names, brackets.
-_TOKEN = re.compile(
-    r""""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[A-Za-z_$][\w$]*|[{}\[\]()]""",
-    re.DOTALL,
-)
-_NEW_CALL = re.compile(r"\s+(?:Map|Set)\s*\(")
-# Inside a string: an escape sequence, or (in a single-quoted string) a bare double quote.
-_STRING_PART = re.compile(r'\\(u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|.)|"', re.DOTALL)
-_BARE_TOKENS = {"undefined": "null", "NaN": "null", "Infinity": "null", "true": "true", "false": "false",
-                "null": "null"}
 
 # "#小红书[话题]#": a topic written inline in a note's desc (yt-dlp's test notes show the shape).
 _TOPIC_MARKER = re.compile(r"#([^#\[\]\n]{1,100}?)\[话题\]#")
@@ -155,8 +143,8 @@ def classify_url(url: str) -> PageRef | None:
     parts = urlsplit(html.unescape(url.strip()))
     path = parts.path
     query = parse_qs(parts.query)
-    token = (query.get("xsec_token") or [None])[0] or None
-    source = (query.get("xsec_source") or [None])[0] or None
+    token = next(iter(query.get("xsec_token", [])), None) or None
+    source = next(iter(query.get("xsec_source", [])), None) or None
     for pattern, kind in ((_NOTE_PATH, "note"), (_PROFILE_NOTE_PATH, "note"), (_PROFILE_PATH, "profile")):
         match = pattern.match(path)
         if match:
@@ -205,79 +193,10 @@ def extract_state(body: bytes | str) -> dict[str, Any] | None:
     start = _STATE_START.search(text)
     if start is None:
         return None
-    position = start.end()
-    if not text.startswith("{", position):
-        raise ParseError("window.__INITIAL_STATE__ is not an object literal")
-    out: list[str] = []
-    depth = 0
-    pos = position
-    # Open `new Map(`/`new Set(` calls: the length of `out` where each began, to tell an empty one.
-    calls: list[int | None] = []
-    while True:
-        token = _TOKEN.search(text, pos)
-        if token is None:
-            raise ParseError("window.__INITIAL_STATE__ is cut off (the object never closes)")
-        out.append(text[pos : token.start()])
-        pos = token.end()
-        value = token.group()
-        first = value[0]
-        if first in "\"'":
-            out.append(_json_string(value))
-        elif first in "{[":
-            depth += 1
-            out.append(value)
-        elif first in "}]":
-            depth -= 1
-            out.append(value)
-        elif first == "(":
-            calls.append(None)  # a bare parenthesis: kept, and json.loads will say it is wrong
-            out.append(value)
-        elif first == ")":
-            begun = calls.pop() if calls else None
-            if begun is None:
-                out.append(value)
-            elif not "".join(out[begun:]).strip():
-                out.append("[]")  # new Set() / new Map(): empty
-        elif first.isdigit() or first in "-.":
-            out.append(value)
-        elif value == "new":
-            constructor = _NEW_CALL.match(text, pos)
-            if constructor is None:
-                raise ParseError("window.__INITIAL_STATE__ holds a `new` expression murmur cannot read")
-            pos = constructor.end()
-            calls.append(len(out))  # the entries inside stay: a Set as a list, a Map as [key, value] pairs
-        else:
-            out.append(_BARE_TOKENS.get(value, value))
-        if depth == 0:
-            break
-    try:
-        state = json.loads("".join(out), strict=False)
-    except ValueError as err:
-        raise ParseError(f"window.__INITIAL_STATE__ is not readable as data ({err})") from None
+    state = read_js_object(text, start.end(), what="window.__INITIAL_STATE__")
     if not isinstance(state, dict):
         raise ParseError("window.__INITIAL_STATE__ is not an object")
     return state
-
-
-def _json_string(token: str) -> str:
-    """A JavaScript string literal (either quote) as a JSON string literal."""
-    if token[0] == '"' and "\\" not in token:
-        return token  # the common case: already JSON
-    return '"' + _STRING_PART.sub(_json_escape, token[1:-1]) + '"'
-
-
-def _json_escape(match: re.Match[str]) -> str:
-    """One escape sequence (or a bare double quote, only possible in a single-quoted string) for JSON."""
-    if match.group(1) is None:
-        return '\\"'
-    escape = match.group(1)
-    if (escape[0] == "u" and len(escape) == 5) or escape in '"\\/bfnrt':
-        return match.group(0)  # JSON has it too (\u002F is how the page writes "/")
-    if escape[0] == "x" and len(escape) == 3:
-        return f"\\u00{escape[1:]}"
-    # JavaScript-only escapes: \v, \0, a line continuation; anything else stands for itself (\' is ').
-    named = {"v": "\\u000b", "0": "\\u0000", "\n": "", "\r": "", "\u2028": "", "\u2029": "", '"': '\\"'}
-    return named.get(escape, escape)
 
 
 def _unwrap(value: Any) -> Any:
@@ -396,16 +315,15 @@ def _note_to_post(note: dict[str, Any], note_id: str | None) -> Post:
     created_at = _time(note.get("time")) or _time(note.get("lastUpdateTime"))
     if created_at is None:
         raise ParseError(f"note {record_id} has no usable time")
-    title = note.get("title") if isinstance(note.get("title"), str) else ""
-    desc = note.get("desc") if isinstance(note.get("desc"), str) else ""
+    title, desc = as_string(note.get("title")), as_string(note.get("desc"))
     body, inline = topics_to_text(desc)
     title, body = title.strip(), body.strip()
     # A note posted without a title shows the start of its desc as one: the text is then the desc alone.
     text = f"{title}\n\n{body}" if title and body and not body.startswith(title) else (body or title)
     tags = _topics(note.get("tagList"), inline)
-    user = note.get("user") if isinstance(note.get("user"), dict) else {}
+    user = as_object(note.get("user"))
     author = user.get("nickname") or user.get("nickName")
-    interact = note.get("interactInfo") if isinstance(note.get("interactInfo"), dict) else {}
+    interact = as_object(note.get("interactInfo"))
     metrics = {
         name: count
         for name, key in (("likes", "likedCount"), ("replies", "commentCount"), ("reposts", "shareCount"),
@@ -474,7 +392,7 @@ def parse_profile(body: bytes | str, url: str) -> ProfilePage:
         if wall is None and isinstance(login, dict) and login.get("showLogin") is True:
             wall = Blocked("login wall", "the page asks to log in")
         return ProfilePage(user_id, blocked=wall or Blocked("not in state", "the page state holds no profile"))
-    basic = page_data.get("basicInfo") if isinstance(page_data.get("basicInfo"), dict) else {}
+    basic = as_object(page_data.get("basicInfo"))
     nickname = basic.get("nickname") if isinstance(basic.get("nickname"), str) else None
     # One list per tab (notes, collections, likes); the first is the user's own notes. A flat list is
     # taken as that tab.
@@ -488,7 +406,7 @@ def parse_profile(body: bytes | str, url: str) -> ProfilePage:
         item = _unwrap(item)
         if not isinstance(item, dict):
             continue
-        card = item.get("noteCard") if isinstance(item.get("noteCard"), dict) else {}
+        card = as_object(item.get("noteCard"))
         note_id = card.get("noteId") or item.get("id")
         if not isinstance(note_id, str) or not re.fullmatch(_ID, note_id) or note_id in seen:
             continue

@@ -15,33 +15,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import feedparser
-from lxml import etree
-from lxml import html as lxml_html
 
 from murmur.crawler.items import Post
 from murmur.crawler.language import normalise_code
-from murmur.crawler.parsers import ParseError
+from murmur.crawler.parsers import ParseError, first_of_each, html_to_text
+from murmur.crawler.text import xml_safe
 
 __all__ = ["FeedResult", "html_to_text", "parse_feed"]
 
 SOURCE = "rss"
 
-# Elements whose content is not text a reader sees.
-_HIDDEN = {"script", "style", "template", "noscript", "head", "title", "iframe", "object", "svg"}
-# Elements that start a new line: text in two of them never runs together ("Title" + "Body" is not
-# "TitleBody").
-_BLOCKS = {
-    "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption", "figure", "footer",
-    "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table",
-    "tbody", "td", "th", "thead", "tr", "ul",
-}
-# What XML (so libxml2) refuses and PostgreSQL cannot store: NUL, most C0 controls, lone surrogates.
-_UNSTORABLE = {c: None for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0xD800, 0xE000))}
-_UNSTORABLE.update({0xFFFE: None, 0xFFFF: None})
 _HTML_TYPES = ("text/html", "application/xhtml+xml", "html", "xhtml")
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:\S")
 _ELLIPSIS = ("...", "…")
-_NL = "\n"
 
 
 @dataclass
@@ -82,60 +68,12 @@ def parse_feed(
 
     feed = parsed.get("feed") or {}
     feed_lang = _lang(feed.get("language"))
-    posts: list[Post] = []
-    seen: set[str] = set()
-    skipped = 0
-    for entry in entries:
-        post = _to_post(entry, feed_url=feed_url, feed_lang=feed_lang, fetched_at=fetched_at)
-        if post is None:
-            skipped += 1
-            continue
-        if post.source_id in seen:  # the same entry twice in one document: the first is kept
-            continue
-        seen.add(post.source_id)
-        posts.append(post)
+    # The same entry twice in one document: the first is kept.
+    posts, skipped = first_of_each(
+        _to_post(entry, feed_url=feed_url, feed_lang=feed_lang, fetched_at=fetched_at) for entry in entries
+    )
     title = feed.get("title")
     return FeedResult(posts, title if isinstance(title, str) and title else None, feed_lang, skipped)
-
-
-def html_to_text(content: str) -> str:
-    """HTML -> plain text: tags stripped, entities decoded, scripts and styles dropped, one newline
-    between blocks (paragraphs, list items, headings, line breaks), surrounding whitespace trimmed."""
-    cleaned = content.translate(_UNSTORABLE)
-    if not cleaned.strip():
-        return ""
-    try:
-        root = lxml_html.fragment_fromstring(cleaned, create_parent="div")
-    except (ValueError, etree.LxmlError):
-        return ""
-    for hidden in list(root.iter(etree.Comment, etree.ProcessingInstruction)):
-        hidden.drop_tree()  # keeps its tail text
-    for element in list(root.iter(*_HIDDEN)):
-        element.drop_tree()
-    parts: list[str] = []
-
-    def add(text: str | None) -> None:
-        if text and (text.strip() or (parts and parts[-1] != _NL)):
-            parts.append(text)
-
-    def newline() -> None:
-        while parts and parts[-1] != _NL and not parts[-1].strip():
-            parts.pop()
-        if parts and parts[-1] != _NL:
-            parts.append(_NL)
-
-    for event, element in etree.iterwalk(root, events=("start", "end")):
-        tag = element.tag if isinstance(element.tag, str) else ""
-        if event == "start":
-            if tag in _BLOCKS:
-                newline()
-            add(element.text)
-        else:
-            if tag in _BLOCKS:
-                newline()
-            if element is not root:
-                add(element.tail)
-    return "".join(parts).strip()
 
 
 def _describe(problem: Any) -> str:
@@ -155,7 +93,7 @@ def _text(detail: Any, fallback: Any = None) -> str:
         return ""
     if any(t in kind for t in _HTML_TYPES):
         return html_to_text(value)
-    return value.translate(_UNSTORABLE).strip()
+    return xml_safe(value).strip()
 
 
 def _body(entry: Any) -> str:
@@ -302,7 +240,7 @@ def _plain(value: Any) -> Any:
     """A feedparser entry as JSON-ready data: struct_time dates dropped (their text forms stay),
     strings cleaned of what PostgreSQL cannot store."""
     if isinstance(value, str):
-        return value.translate(_UNSTORABLE)
+        return xml_safe(value)
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items() if not isinstance(v, time.struct_time)}
     if isinstance(value, list | tuple):

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import ParseError
+from murmur.crawler.parsers import ParseError, first_of_each
 from murmur.crawler.parsers.meta_graph import GraphPage, parse_graph_page
 
 __all__ = [
@@ -183,25 +183,12 @@ def parse_post_page(body: bytes | str, url: str) -> PostPage:
             raise ParseError("no embedded data (script type=application/json data-sjs) in the page")
         raise ParseError("no post data embedded in the page (a page rendered by script only)")
 
-    posts: list[Post] = []
-    seen: set[str] = set()
-    skipped = 0
-    target: Post | None = None
-    for record in records:
-        post = _page_post(record)
-        if post is None:
-            skipped += 1
-            continue
-        if post.source_id in seen:
-            continue
-        seen.add(post.source_id)
-        if record.get("code") == code and target is None:
-            target = post
-        else:
-            posts.append(post)
+    posts, skipped = first_of_each(_page_post(record) for record in records)
+    # The page's own post first, then the others it shows (quoted, replies); each post keeps its record as raw.
+    target = next((post for post in posts if post.raw.get("code") == code), None)
     if target is None:
         raise ParseError(f"the page's embedded data has no post {code}")
-    return PostPage([target, *posts], skipped=skipped)
+    return PostPage([target, *(post for post in posts if post is not target)], skipped=skipped)
 
 
 def _post_records(node: Any, depth: int = 0) -> list[dict[str, Any]]:

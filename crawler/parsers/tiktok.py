@@ -25,7 +25,6 @@ oEmbed (``GET https://www.tiktok.com/oembed?url=<video url>``) answers for a pub
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +32,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import ParseError, count, digit_string
+from murmur.crawler.parsers import (
+    ParseError,
+    as_object,
+    bytedance_id_time,
+    count,
+    digit_string,
+    inline_hashtags,
+    json_object,
+    page_wall,
+    parse_json_text,
+    script_text,
+)
 
 __all__ = [
     "HOSTS",
@@ -63,10 +73,6 @@ _URL_USER = re.compile(r"^/@([^/?#]+)")
 # "<" and "/" inside its JSON strings, so that cannot occur within it).
 _UNIVERSAL = re.compile(r"""<script[^>]*\bid=["']__UNIVERSAL_DATA_FOR_REHYDRATION__["'][^>]*>""", re.I)
 _SIGI = re.compile(r"""<script[^>]*\bid=["'](?:SIGI_STATE|sigi-persisted-data)["'][^>]*>""", re.I)
-# What a WAF challenge page carries instead of the state (seen in public clients' block checks).
-_CHALLENGE_MARKERS = ("_wafchallengeid", "slardar_us_waf", "please wait", "verify to continue")
-_HASHTAG = re.compile(r"#([^\s#]+)")
-_TRAILING = ".,;:!?)]}»\"'"
 # The video-detail keys a video page's scope uses (photo posts and the "reflow" page of shared links).
 _DETAIL_KEYS = ("webapp.video-detail", "webapp.photo-detail", "webapp.reflow.video.detail")
 
@@ -109,15 +115,8 @@ def canonical_url(video_id: str, unique_id: str | None) -> str:
     return f"{WEB}/@{unique_id or '_'}/video/{video_id}"
 
 
-def id_time(item_id: str) -> datetime | None:
-    """When a TikTok (ByteDance) id was minted: its top 32 bits are Unix seconds. A video's id decodes to
-    the same day as its ``createTime``, seconds before it. None when the id is not such an id."""
-    if not (item_id.isascii() and item_id.isdigit()):
-        return None
-    seconds = int(item_id) >> 32
-    if not 1_420_070_400 <= seconds <= 4_102_444_800:  # 2015 .. 2100: anything else is not a timestamp
-        return None
-    return datetime.fromtimestamp(seconds, UTC)
+# When a TikTok id was minted (a video's id decodes to the same day as its ``createTime``).
+id_time = bytedance_id_time
 
 
 def parse_video_page(body: bytes | str, url: str) -> VideoPage:
@@ -129,18 +128,13 @@ def parse_video_page(body: bytes | str, url: str) -> VideoPage:
     text = _text(body)
     if _is_login(url):
         return VideoPage(blocked="login wall")
-    state = _script(text, _UNIVERSAL)
+    state = script_text(text, _UNIVERSAL)
     if state is not None:
-        return _from_universal(_state_json(state), url)
-    state = _script(text, _SIGI)
+        return _from_universal(parse_json_text(state, what="page state"), url)
+    state = script_text(text, _SIGI)
     if state is not None:
-        return _from_sigi(_state_json(state), url)
-    lowered = text.lower()
-    if any(marker in lowered for marker in _CHALLENGE_MARKERS):
-        return VideoPage(blocked="challenge page")
-    if "captcha" in lowered:
-        return VideoPage(blocked="captcha")
-    return VideoPage(blocked="no page state (challenge or captcha page)")
+        return _from_sigi(parse_json_text(state, what="page state"), url)
+    return VideoPage(blocked=page_wall(text))
 
 
 def parse_oembed(body: bytes | str, *, video_id: str | None, fetched_at: datetime) -> Post:
@@ -156,9 +150,7 @@ def parse_oembed(body: bytes | str, *, video_id: str | None, fetched_at: datetim
         raise ParseError("empty body")
     if text.lstrip().startswith("<"):
         raise ParseError("body is html, not json")
-    data = _state_json(text, what="oembed answer")
-    if not isinstance(data, dict):
-        raise ParseError(f"expected a json object, got {type(data).__name__}")
+    data = json_object(parse_json_text(text, what="oembed answer"))
     title = data.get("title")
     if not isinstance(title, str):
         raise ParseError("oembed answer has no title")
@@ -181,7 +173,7 @@ def parse_oembed(body: bytes | str, *, video_id: str | None, fetched_at: datetim
         text=title.strip(),
         created_at=created_at,
         lang=None,
-        tags=_hashtags(title),
+        tags=inline_hashtags(title),
         metrics={},
         raw={**data, "via": "oembed", "date_from": date_from},
     )
@@ -200,7 +192,7 @@ def _from_universal(data: Any, url: str) -> VideoPage:
     status = _status(detail.get("statusCode"))
     if status:
         return VideoPage(unavailable=_why(status, detail.get("statusMsg")), status_code=status, state="universal")
-    item = (detail.get("itemInfo") or {}).get("itemStruct") if isinstance(detail.get("itemInfo"), dict) else None
+    item = as_object(detail.get("itemInfo")).get("itemStruct")
     if not (isinstance(item, dict) and item):
         raise ParseError("webapp.video-detail has no itemInfo.itemStruct")
     return VideoPage(post=_item_post(item, url), status_code=0, state="universal")
@@ -209,8 +201,8 @@ def _from_universal(data: Any, url: str) -> VideoPage:
 def _from_sigi(data: Any, url: str) -> VideoPage:
     if not isinstance(data, dict):
         raise ParseError("SIGI_STATE is not a json object")
-    page = data.get("VideoPage")
-    status = _status(page.get("statusCode")) if isinstance(page, dict) else 0
+    page = as_object(data.get("VideoPage"))
+    status = _status(page.get("statusCode"))
     if status:
         return VideoPage(unavailable=_why(status, page.get("statusMsg")), status_code=status, state="sigi")
     module = data.get("ItemModule")
@@ -308,36 +300,11 @@ def _language(value: Any) -> str | None:
     return code if re.fullmatch(r"[a-z]{2,3}", code) and code != "un" else None
 
 
-def _hashtags(text: str) -> list[str]:
-    return list(dict.fromkeys(t.rstrip(_TRAILING) for t in _HASHTAG.findall(text) if t.rstrip(_TRAILING)))
-
-
 # --- small readers ----------------------------------------------------------------------------
 
 
 def _text(body: bytes | str) -> str:
     return body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
-
-
-def _script(text: str, opening: re.Pattern[str]) -> str | None:
-    """The text of the script that `opening` starts, None when there is none; ParseError when the
-    page ends before the script does (a body cut off in transfer)."""
-    found = opening.search(text)
-    if found is None:
-        return None
-    end = text.find("</script>", found.end())
-    if end < 0:
-        raise ParseError("page state is cut off (no closing </script>; truncated body?)")
-    return text[found.end():end]
-
-
-def _state_json(text: str, *, what: str = "page state") -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"{what} is not valid json (truncated?): {exc.msg} at char {exc.pos}") from None
-    except RecursionError:
-        raise ParseError(f"{what} is json nested too deeply") from None
 
 
 def _is_login(url: str) -> bool:

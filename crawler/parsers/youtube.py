@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import ParseError, iso_datetime, load_json
+from murmur.crawler.parsers import ParseError, is_text, iso_datetime, load_json
 
 __all__ = ["ApiError", "CommentsPage", "SearchPage", "parse_comment_threads", "parse_error", "parse_search"]
 
@@ -138,7 +138,7 @@ def _video(item: Any) -> Post | None:
     if not isinstance(ident, dict) or not isinstance(snippet, dict):
         return None
     video_id = ident.get("videoId")
-    if ident.get("kind") != "youtube#video" or not _is_text(video_id):
+    if ident.get("kind") != "youtube#video" or not is_text(video_id):
         return None  # type=video asks for videos only; a channel or playlist result is not a post
     title, description = snippet.get("title"), snippet.get("description")
     created = iso_datetime(snippet.get("publishedAt"))
@@ -154,7 +154,7 @@ def _video(item: Any) -> Post | None:
         source=SOURCE,
         source_id=video_id,
         url=WATCH + video_id,
-        author=html.unescape(channel) if _is_text(channel) else None,
+        author=html.unescape(channel) if is_text(channel) else None,
         text="\n\n".join(parts),
         created_at=created,
         raw=item,
@@ -175,7 +175,7 @@ def _comment(item: Any) -> Post | None:
     video_id = thread.get("videoId") or snippet.get("videoId")
     text = snippet.get("textDisplay")
     created = iso_datetime(snippet.get("publishedAt"))
-    if not (_is_text(comment_id) and _is_text(video_id) and isinstance(text, str) and created):
+    if not (is_text(comment_id) and is_text(video_id) and isinstance(text, str) and created):
         return None
     metrics: dict[str, int] = {}
     for name, value in (("likes", snippet.get("likeCount")), ("replies", thread.get("totalReplyCount"))):
@@ -186,7 +186,7 @@ def _comment(item: Any) -> Post | None:
         source=SOURCE,
         source_id=comment_id,
         url=f"{WATCH}{video_id}&lc={comment_id}",
-        author=author if _is_text(author) else None,
+        author=author if is_text(author) else None,
         # textFormat=plainText: the comment as text, links and mentions included as typed.
         text=text.strip(),
         created_at=created,
@@ -209,14 +209,8 @@ def _rfc3339(when: datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
-
-
 def _token(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def _is_text(value: Any) -> bool:
-    return isinstance(value, str) and bool(value)
 
 
 def _load_response(body: bytes, kind: str) -> dict[str, Any]:
