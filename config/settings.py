@@ -14,14 +14,36 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from murmur.errors import MurmurError
-
-# Sources murmur has a spider for. A key under [sources] that is not here is a typo or a
-# source from a newer murmur; either way the user is told which names exist.
-KNOWN_SOURCES = (
-    "mastodon", "bluesky", "reddit", "lemmy", "hackernews", "youtube", "rss",
-    "rednote", "tiktok", "lemon8", "threads", "instagram",
+from murmur.config.convert import (  # noqa: F401  (ConfigError, parse_duration: part of this module's API)
+    _ENV_BOOLEANS,
+    ConfigError,
+    _BadValue,
+    _baseline_days,
+    _bool,
+    _choice,
+    _database_url,
+    _device,
+    _fail,
+    _http_address,
+    _languages,
+    _non_negative_float,
+    _non_negative_int,
+    _positive_int,
+    _positive_number,
+    _routes,
+    _score_interval,
+    _str,
+    _str_list,
+    _url,
+    _url_list,
+    _webhook_url,
+    parse_duration,
 )
+from murmur.crawler.registry import SOURCES, read_environment
+
+# Sources murmur has a spider for (crawler/registry.py). A key under [sources] that is not here is a
+# typo or a source from a newer murmur; either way the user is told which names exist.
+KNOWN_SOURCES = tuple(SOURCES)
 
 # Environment variables with a name of their own (the issues fix these names). Any other key
 # is reachable as MURMUR_<SECTION>__<KEY>, e.g. MURMUR_SOURCES__MASTODON__MAX_PAGES=3.
@@ -33,12 +55,6 @@ ENV_ALIASES = {
     "MURMUR_MODEL_QUANTIZE": ("model", "quantize"),
 }
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
-_UNIT_SECONDS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-class ConfigError(MurmurError, ValueError):
-    """A setting that cannot be used; the message names the key, the value and the fix."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +92,11 @@ class SourceSettings:
     urls: tuple[str, ...] = ()
     # Follow links to this platform found in other sources' posts (rednote, tiktok, lemon8, threads).
     follow_links: bool = True
+    # Credential name -> value, from the environment variables the registry names (only those set).
+    # Secrets: never logged or printed.
+    credentials: dict[str, str] = field(default_factory=dict, repr=False)
+    # The source's other environment settings (registry: Source.environment), e.g. threads' pages_url.
+    environment: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -90,6 +111,9 @@ class ModelSettings:
     languages: tuple[str, ...] = ()
     # Language -> another model for it, e.g. {"ja": "/models/japanese-sentiment"}.
     routes: dict[str, str] = field(default_factory=dict)
+    # Folder of labelled data (train.tsv, val.tsv, zh_hotel.tsv): `murmur model train` and `murmur model
+    # int8` read it when no file is given. None: those commands need their files on the command line.
+    data_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -134,172 +158,6 @@ class Settings:
         return [s for s in self.sources.values() if s.enabled]
 
 
-# --- converters: each takes (key, value) and returns the typed value or raises ConfigError ---
-
-
-def _fail(key: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"config key '{key}' has value {value!r}; {allowed}")
-
-
-def _bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
-        return value.strip().lower() in ("true", "1", "yes")
-    raise _fail(key, value, "use true or false")
-
-
-def _str(key: str, value: Any) -> str:
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    raise _fail(key, value, "use a non-empty string")
-
-
-def _positive_int(key: str, value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, str) and value.strip().isdigit() and int(value) > 0:
-        return int(value)
-    raise _fail(key, value, "use a whole number above 0")
-
-
-def _choice(*allowed: str) -> Any:
-    def convert(key: str, value: Any) -> str:
-        text = _str(key, value).lower()
-        if text in allowed:
-            return text
-        raise _fail(key, value, "use " + ", ".join(f'"{a}"' for a in allowed))
-
-    return convert
-
-
-def _non_negative_int(key: str, value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    raise _fail(key, value, "use a whole number, 0 or more")
-
-
-def _non_negative_float(key: str, value: Any) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = -1.0
-    if number >= 0:
-        return number
-    raise _fail(key, value, "use a number of seconds, 0 or more")
-
-
-def parse_duration(key: str, value: Any) -> float:
-    """`900`, `"15m"`, `"1h"`, `"30s"`, `"1d"` -> seconds (above 0)."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match and float(match.group(1)) > 0:
-            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    raise _fail(key, value, 'use seconds above 0 or a duration such as "30s", "15m", "1h", "1d"')
-
-
-def _str_list(key: str, value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):  # from an environment variable: comma-separated
-        value = [v for v in (p.strip() for p in value.split(",")) if v]
-    if isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value):
-        return tuple(v.strip() for v in value)
-    raise _fail(key, value, 'use a list of non-empty strings, e.g. ["a", "b"]')
-
-
-def _url(key: str, value: Any) -> str:
-    text = _str(key, value)
-    if not re.match(r"^https?://[^/\s]+", text):
-        raise _fail(key, value, "use an http:// or https:// URL, e.g. https://mastodon.social")
-    return text.rstrip("/")
-
-
-def _url_list(key: str, value: Any) -> tuple[str, ...]:
-    return tuple(_url(f"{key}[{i}]", v) for i, v in enumerate(_str_list(key, value)))
-
-
-def _device(key: str, value: Any) -> str:
-    text = _str(key, value).lower()
-    if re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", text):
-        return text
-    raise _fail(key, value, 'use "auto", "cpu", "cuda", "cuda:N" or "mps"')
-
-
-def _languages(key: str, value: Any) -> tuple[str, ...]:
-    codes = _str_list(key, value)
-    for code in codes:
-        if code != "*" and not re.match(r"^[a-z]{2,3}$", code):
-            raise _fail(key, value, 'use ISO 639-1 codes such as ["en", "zh"], or ["*"] for every language')
-    return codes
-
-
-def _routes(key: str, value: Any) -> dict[str, str]:
-    if not isinstance(value, dict):
-        raise _fail(key, value, 'use a table of language = "model", e.g. [model.routes] ja = "/models/ja"')
-    routes = {}
-    for lang, ref in value.items():
-        _languages(f"{key}.{lang}", [lang])
-        routes[lang] = _str(f"{key}.{lang}", ref)
-    return routes
-
-
-def _database_url(key: str, value: Any) -> str:
-    text = _str(key, value)
-    if not text.startswith(("postgresql://", "postgres://")) and "=" not in text:
-        raise _fail(key, "<hidden>", "use a postgresql:// URL or a libpq connection string")
-    return text
-
-
-def _score_interval(key: str, value: Any) -> float:
-    """A duration, or "continuous" (also 0): the service scores new posts as they arrive."""
-    if value == 0 or (isinstance(value, str) and value.strip().lower() == "continuous"):
-        return 0.0
-    try:
-        return parse_duration(key, value)
-    except ConfigError:
-        raise _fail(key, value, 'use "continuous" or a duration such as "30s", "2m", "1h"') from None
-
-
-def _http_address(key: str, value: Any) -> str | None:
-    """An address "HOST:PORT" (port 0: any free one), or "" / "off" / false for no HTTP endpoint."""
-    if value is False or (isinstance(value, str) and value.strip().lower() in ("", "off", "false", "no")):
-        return None
-    if isinstance(value, str) and re.match(r"^(\[[0-9A-Fa-f:.]+\]|[\w.-]+):\d{1,5}$", value.strip()) \
-            and int(value.strip().rsplit(":", 1)[1]) <= 65535:
-        return value.strip()
-    raise _fail(key, value, 'use "HOST:PORT", e.g. "127.0.0.1:9464", or "" for no HTTP endpoint')
-
-
-def _positive_number(key: str, value: Any) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    if isinstance(value, str) and re.match(r"^\s*\d+(\.\d+)?\s*$", value) and float(value) > 0:
-        return float(value)
-    raise _fail(key, value, "use a number above 0, e.g. 4.0")
-
-
-def _webhook_url(key: str, value: Any) -> str | None:
-    """An http(s) URL kept exactly as given (a trailing slash can matter to a webhook), or "" for none.
-    The value is never echoed: webhook URLs often carry their secret token."""
-    if isinstance(value, str) and not value.strip():
-        return None
-    if isinstance(value, str) and re.match(r"^https?://[^/\s]+\S*$", value.strip()):
-        return value.strip()
-    raise _fail(key, "<hidden>", 'use an http:// or https:// URL (or MURMUR_ALERTS__WEBHOOK_URL), or "" for none')
-
-
-def _baseline_days(key: str, value: Any) -> int:
-    days = _positive_int(key, value)
-    if days > 366:
-        raise _fail(key, value, "use a whole number of days from 1 to 366")
-    return days
-
-
 # (key, converter) per section; the order is the order `murmur config` would print them in.
 _SECTIONS: dict[str, dict[str, Any]] = {
     "database": {"url": _database_url, "data_dir": lambda k, v: Path(_str(k, v)).expanduser()},
@@ -317,6 +175,7 @@ _SECTIONS: dict[str, dict[str, Any]] = {
         "quantize": _choice("auto", "int8", "none"),
         "languages": _languages,
         "routes": _routes,
+        "data_dir": lambda k, v: Path(_str(k, v)).expanduser(),
     },
     "schedule": {"score_interval": _score_interval, "aggregate_interval": parse_duration},
     "service": {"http": _http_address},
@@ -344,16 +203,12 @@ _SOURCE_KEYS: dict[str, Any] = {
 }
 
 
-# Keys that only the named sources take; any other source refuses them as unknown keys.
+# The converters the registry's source-only keys name (crawler/registry.py: SourceKey.kind).
+_KEY_KINDS: dict[str, Any] = {"bool": _bool, "str_list": _str_list, "url_list": _url_list}
+
+# Keys that only the named sources take (from the registry); any other source refuses them as unknown keys.
 _SOURCE_ONLY_KEYS: dict[str, dict[str, Any]] = {
-    "bluesky": {"accounts": _str_list, "feeds": _str_list},
-    "reddit": {"subreddits": _str_list, "comments": _bool},
-    "youtube": {"comments": _bool},
-    "rss": {"feeds": _url_list},
-    "rednote": {"urls": _url_list, "follow_links": _bool},
-    "tiktok": {"urls": _url_list, "follow_links": _bool},
-    "lemon8": {"urls": _url_list, "follow_links": _bool},
-    "threads": {"urls": _url_list, "follow_links": _bool},
+    name: {key.name: _KEY_KINDS[key.kind] for key in entry.keys} for name, entry in SOURCES.items() if entry.keys
 }
 
 
@@ -385,12 +240,16 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path, given_by: str = "--config") -> dict[str, Any]:
+    """A TOML file as a tree; `given_by` says where its path came from (--config, MURMUR_CONFIG)."""
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist; check the path given to --config") from None
+        where = f"the path given to {given_by}"
+        if given_by == "MURMUR_CONFIG":
+            where = "the MURMUR_CONFIG environment variable"
+        raise ConfigError(f"config file {path} does not exist; check {where}") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
 
@@ -403,17 +262,36 @@ def _env_value(text: str) -> Any:
         return text
 
 
+def _env_path(name: str) -> tuple[str, ...] | None:
+    """The config key an environment variable sets, as a path; None for other variables."""
+    if name in ENV_ALIASES:
+        return ENV_ALIASES[name]
+    if name.startswith("MURMUR_") and "__" in name:
+        return tuple(part.lower() for part in name[len("MURMUR_") :].split("__"))
+    return None  # MURMUR_CONFIG, credentials and test settings are read where they are used
+
+
+def _converter(path: tuple[str, ...]) -> Any:
+    """The converter of the config key at `path`, or None for an unknown key."""
+    if len(path) == 2 and path[0] in _SECTIONS:
+        return _SECTIONS[path[0]].get(path[1])
+    if len(path) == 3 and path[0] == "sources":
+        return source_keys(path[1]).get(path[2])
+    return None
+
+
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for name, value in environ.items():
+        path = _env_path(name)
+        if path is None:
+            continue
         if name in ENV_ALIASES:
-            path: tuple[str, ...] = ENV_ALIASES[name]
             parsed: Any = value  # aliases are plain strings: a URL is never TOML-parsed
-        elif name.startswith("MURMUR_") and "__" in name:
-            path = tuple(part.lower() for part in name[len("MURMUR_") :].split("__"))
-            parsed = _env_value(value)
+        elif _converter(path) is _bool and value.strip().lower() in _ENV_BOOLEANS:
+            parsed = _ENV_BOOLEANS[value.strip().lower()]
         else:
-            continue  # MURMUR_CONFIG, credentials and test settings are read where they are used
+            parsed = _env_value(value)
         node = tree
         for part in path[:-1]:
             node = node.setdefault(part, {})
@@ -425,6 +303,18 @@ def default_toml_path() -> Path:
     return Path(str(resources.files("murmur.config").joinpath("default.toml")))
 
 
+def _env_variable(key: str, environ: dict[str, str], overrides: dict[str, Any]) -> str | None:
+    """The environment variable that set config key `key` ("sources.rss.feeds[0]" is "sources.rss.feeds"),
+    unless `overrides` set it after the environment did."""
+    path = tuple(re.sub(r"\[\d+\]$", "", key).split("."))
+    node: Any = overrides
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    if node is not None:
+        return None
+    return next((name for name in sorted(environ) if _env_path(name) == path), None)
+
+
 def load_settings(
     config_file: str | Path | None = None,
     *,
@@ -434,21 +324,31 @@ def load_settings(
     """Load and check the settings: defaults, the user file, the environment, then `overrides`."""
     env = dict(os.environ if environ is None else environ)
     files = [default_toml_path()]
+    given_by = "--config" if config_file else "MURMUR_CONFIG"
     config_file = config_file or env.get("MURMUR_CONFIG") or None
     if config_file:
         files.append(Path(config_file).expanduser())
     raw: dict[str, Any] = {}
-    for path in files:
-        raw = _deep_merge(raw, _read_toml(path))
+    for i, path in enumerate(files):
+        raw = _deep_merge(raw, _read_toml(path, given_by) if i else _read_toml(path))
     raw = _deep_merge(raw, _env_overrides(env))
     if overrides:
         raw = _deep_merge(raw, overrides)
-    settings = build_settings(raw)
+    try:
+        settings = build_settings(raw, environ=env)
+    except _BadValue as err:
+        variable = _env_variable(err.key, env, overrides or {})
+        if variable is None:
+            raise
+        raise ConfigError(
+            f"{variable} (config key '{err.key}') has value {err.shown!r}; {err.allowed}"
+        ) from None
     return Settings(**{**settings.__dict__, "files": tuple(str(f) for f in files)})
 
 
-def build_settings(raw: dict[str, Any]) -> Settings:
-    """Check a merged settings tree and turn it into `Settings`."""
+def build_settings(raw: dict[str, Any], *, environ: dict[str, str] | None = None) -> Settings:
+    """Check a merged settings tree and turn it into `Settings`; each source's credentials come from
+    `environ` (the registry names their variables)."""
     known_top = {"terms", "sources", *_SECTIONS}
     for key in raw:
         if key not in known_top:
@@ -470,17 +370,14 @@ def build_settings(raw: dict[str, Any]) -> Settings:
                 f"unknown source 'sources.{name}'; available sources: {', '.join(KNOWN_SOURCES)}"
             )
         values = _convert_section(f"sources.{name}", table, source_keys(name))
-        source = SourceSettings(name=name, **values)
-        if name == "mastodon" and source.enabled and not source.instances:
-            raise ConfigError(
-                "config key 'sources.mastodon.instances' is empty; list at least one instance URL, "
-                'e.g. instances = ["https://mastodon.social"], or set sources.mastodon.enabled = false'
-            )
-        if name == "lemmy" and source.enabled and not source.instances:
-            raise ConfigError(
-                "config key 'sources.lemmy.instances' is empty; list at least one instance URL, "
-                'e.g. instances = ["https://lemmy.world"], or set sources.lemmy.enabled = false'
-            )
+        credentials, environment = read_environment(name, environ or {})
+        source = SourceSettings(name=name, **values, credentials=credentials, environment=environment)
+        for key, (what, example) in SOURCES[name].required.items():
+            if source.enabled and not getattr(source, key):
+                raise ConfigError(
+                    f"config key 'sources.{name}.{key}' is empty; list at least one {what}, "
+                    f"e.g. {key} = {example}, or set sources.{name}.enabled = false"
+                )
         sources[name] = source
 
     return Settings(

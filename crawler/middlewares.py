@@ -77,11 +77,13 @@ class RetryAfterMiddleware:
         if wait is None:
             return response
         spider = self.crawler.spider
+        assert spider is not None, "a response before the spider opened"
         retry = get_retry_request(request, spider=spider, reason=f"{response.status} {header} {wait:g}s")
         if retry is None:
             return response  # out of retries: let the spider's errback count it
         self.crawler.stats.inc_value("murmur/retry_after/waits")
-        self.crawler.stats.inc_value("murmur/retry_after/seconds", min(wait, self.max_wait))
+        # Scrapy's inc_value adds any number; its hint says int.
+        self.crawler.stats.inc_value("murmur/retry_after/seconds", min(wait, self.max_wait))  # type: ignore[arg-type]
         logging.getLogger(__name__).info(
             "%s answered %d; waiting %.0fs as its %s asks", request.url, response.status,
             min(wait, self.max_wait), header,

@@ -175,7 +175,8 @@ class StorePipeline:
         self.stats.inc_value("murmur/posts/updated", result.updated)
         self.stats.inc_value("murmur/posts/unchanged", result.unchanged)
         self.stats.inc_value("murmur/store/batches")
-        self.stats.inc_value("murmur/store/seconds", round(seconds, 4))
+        # Scrapy's inc_value adds any number; its hint says int.
+        self.stats.inc_value("murmur/store/seconds", round(seconds, 4))  # type: ignore[arg-type]
         logger.debug("stored %d posts (%d new, %d updated) and %d cursors in %.3fs",
                      len(posts), result.new, result.updated, len(cursors), seconds)
 

@@ -11,9 +11,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from scrapy import signals
 from scrapy.crawler import Crawler, CrawlerProcess
+from scrapy.exceptions import NotConfigured
 from scrapy.settings import Settings as ScrapySettings
 
+from murmur.crawler.registry import SOURCES
 from murmur.store.db import connect
 from murmur.store.migrate import migrate
 from murmur.store.runs import finish_run, start_run
@@ -35,21 +38,8 @@ _KEPT_STATS = (
 )
 
 
-# Source name -> "module:class" of its spider; imported only when a crawl needs it.
-SPIDERS = {
-    "mastodon": "murmur.crawler.spiders.mastodon:MastodonSpider",
-    "bluesky": "murmur.crawler.spiders.bluesky:BlueskySpider",
-    "rss": "murmur.crawler.spiders.rss:RssSpider",
-    "hackernews": "murmur.crawler.spiders.hackernews:HackerNewsSpider",
-    "lemmy": "murmur.crawler.spiders.lemmy:LemmySpider",
-    "reddit": "murmur.crawler.spiders.reddit:RedditSpider",
-    "youtube": "murmur.crawler.spiders.youtube:YouTubeSpider",
-    "threads": "murmur.crawler.spiders.threads:ThreadsSpider",
-    "instagram": "murmur.crawler.spiders.instagram:InstagramSpider",
-    "rednote": "murmur.crawler.spiders.rednote:RedNoteSpider",
-    "tiktok": "murmur.crawler.spiders.tiktok:TikTokSpider",
-    "lemon8": "murmur.crawler.spiders.lemon8:Lemon8Spider",
-}
+# Source name -> "module:class" of its spider (crawler/registry.py); imported only when a crawl needs it.
+SPIDERS = {name: entry.spider for name, entry in SOURCES.items()}
 
 
 def spider_classes() -> dict[str, type]:
@@ -66,7 +56,7 @@ def spider_classes() -> dict[str, type]:
 @dataclass
 class CrawlOutcome:
     source: str
-    status: str  # ok | failed | interrupted
+    status: str  # ok | partial | failed | interrupted
     stats: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
@@ -91,6 +81,10 @@ def scrapy_settings(settings: Settings, source: SourceSettings, database_url: st
             "DOWNLOAD_DELAY": source.download_delay,
             "AUTOTHROTTLE_START_DELAY": max(source.download_delay, 0.1),
             "CONCURRENT_REQUESTS_PER_DOMAIN": source.concurrency,
+            # What an answer may weigh, decompressed too (crawler/registry.py: API JSON vs pages).
+            "DOWNLOAD_MAXSIZE": SOURCES[source.name].maxsize,
+            "DOWNLOAD_WARNSIZE": SOURCES[source.name].warnsize,
+            "MURMUR_RECORD_RUN": False,  # run_crawl records the run itself
         },
         priority="cmdline",
     )
@@ -147,17 +141,69 @@ def run_crawl(
 
 
 def _outcome(name: str, crawler: Crawler, interrupted: bool = False) -> CrawlOutcome:
+    """How a crawl ended: ok; partial (some instances or queries answered, some failed: what came is
+    stored); failed (nothing answered); interrupted. The stats say how many queries worked and did not
+    (`murmur/queries/ok`, `murmur/queries/failed`) and what the failures were (`murmur/failures/<class>`:
+    unreachable, refused, oversized, malformed, other)."""
     raw = crawler.stats.get_stats() if crawler.stats else {}
     stats = {k: v for k, v in raw.items() if k.startswith(_KEPT_STATS)}
     reason = raw.get("finish_reason")
     spider = crawler.spider
     failures: dict[str, str] = getattr(spider, "failures", {}) or {}
     instances = getattr(spider, "instances", []) or []
+    reached: set[str] = getattr(spider, "reached", set()) or set()
+    for key, count in (getattr(spider, "query_results", None) or {}).items():
+        stats[f"murmur/queries/{key}"] = count
+    for key, count in (getattr(spider, "failure_classes", None) or {}).items():
+        stats[f"murmur/failures/{key}"] = count
     if reason == "shutdown" or interrupted:
         return CrawlOutcome(name, "interrupted", stats, "stopped by a signal")
     if reason != "finished":
         return CrawlOutcome(name, "failed", stats, f"crawl ended: {reason or 'did not start'}")
-    if failures and len(failures) >= max(len(instances), 1):
-        return CrawlOutcome(name, "failed", stats, "; ".join(f"{k}: {v}" for k, v in sorted(failures.items())))
     error = "; ".join(f"{k}: {v}" for k, v in sorted(failures.items())) or None
-    return CrawlOutcome(name, "ok", stats, error)
+    unreached = [k for k in failures if k not in reached]
+    if failures and not reached and len(unreached) >= max(len(instances), 1):
+        return CrawlOutcome(name, "failed", stats, error)
+    return CrawlOutcome(name, "partial" if failures else "ok", stats, error)
+
+
+class RecordRun:
+    """Records a `job_runs` row for a crawl started by `scrapy crawl NAME` in the project, as `murmur
+    crawl` does for its own (which turns this off: MURMUR_RECORD_RUN = False)."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        self.run_id: int | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> RecordRun:
+        if not crawler.settings.getbool("MURMUR_RECORD_RUN"):
+            raise NotConfigured("MURMUR_RECORD_RUN is off: the murmur runner records this run")
+        extension = cls(crawler)
+        if crawler.settings.get("LOG_LEVEL") != "DEBUG":
+            # A robots.txt that cannot be fetched is logged with a traceback per host; the spider reports an
+            # unreachable host in one line already (as `murmur crawl` does, which sets the same level).
+            logging.getLogger("scrapy.downloadermiddlewares.robotstxt").setLevel(logging.CRITICAL)
+        crawler.signals.connect(extension.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)
+        return extension
+
+    def spider_opened(self, spider: Any) -> None:
+        from murmur.crawler.pipelines import database_url
+
+        with connect(database_url(self.crawler)) as conn:
+            migrate(conn)
+            self.run_id = start_run(conn, f"crawl:{spider.name}")
+
+    def spider_closed(self, spider: Any, reason: str) -> None:
+        if self.run_id is None:
+            return
+        from murmur.crawler.pipelines import database_url
+
+        self.crawler.stats.set_value("finish_reason", reason)
+        outcome = _outcome(spider.name, self.crawler)
+        self.crawler.stats.set_value("murmur/run_status", outcome.status)  # `scrapy crawl`'s exit status reads it
+        with connect(database_url(self.crawler)) as conn:
+            finish_run(conn, self.run_id, status=outcome.status, stats=outcome.stats, error=outcome.error)
+        log = logger.error if outcome.status == "failed" else logger.info
+        log("%s: %s%s", spider.name, outcome.status, f" ({outcome.error})" if outcome.error else "")

@@ -39,3 +39,10 @@ DEFAULT_DROPITEM_LOG_LEVEL = "DEBUG"
 TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 TELNETCONSOLE_ENABLED = False
 LOG_LEVEL = "INFO"
+
+# A run started by `scrapy crawl NAME` is recorded in job_runs like one of `murmur crawl` (which records
+# its own, and turns this off).
+MURMUR_RECORD_RUN = True
+EXTENSIONS = {"murmur.crawler.runner.RecordRun": 500}
+# `scrapy crawl` exits 1 when the run it recorded failed (Scrapy itself exits 0 once a crawl started).
+COMMANDS_MODULE = "murmur.crawler.commands"

@@ -80,3 +80,58 @@ def test_invalid_toml_is_a_clear_error(tmp_path: Path) -> None:
     user.write_text("terms = [\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(user, environ={})
+
+
+def test_a_missing_config_file_says_which_setting_named_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ={"MURMUR_CONFIG": str(missing)})
+    assert str(missing) in str(err.value) and "MURMUR_CONFIG" in str(err.value) and "--config" not in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_settings(missing, environ={"MURMUR_CONFIG": str(tmp_path / "other.toml")})
+    assert "--config" in str(err.value) and "MURMUR_CONFIG" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "key", "hint"),
+    [
+        ("MURMUR_SOURCES__MASTODON__MAX_PAGES", "x", "sources.mastodon.max_pages", "whole number above 0"),
+        ("MURMUR_SOURCES__MASTODON__ENABLED", "perhaps", "sources.mastodon.enabled", "true or false"),
+        ("MURMUR_SOURCES__RSS__FEEDS", '["example.com/feed"]', "sources.rss.feeds[0]", "http"),
+        ("MURMUR_MODEL_DEVICE", "tpu", "model.device", "cuda"),
+        ("MURMUR_DATABASE_URL", "mysql-s3cret", "database.url", "postgresql://"),
+    ],
+)
+def test_a_bad_environment_value_names_the_variable_and_the_key(name: str, value: str, key: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ={name: value})
+    message = str(err.value)
+    assert message.startswith(f"{name} (config key '{key}') has value ") and hint in message
+    assert "s3cret" not in message  # the database URL is still never echoed
+
+
+def test_a_value_the_command_line_overrides_is_not_blamed_on_the_environment() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ={"MURMUR_DATABASE_URL": "postgresql://ok/x"}, overrides={"database": {"url": "mysql"}})
+    assert str(err.value).startswith("config key 'database.url'") and "MURMUR_DATABASE_URL" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("true", True), ("false", False), ("1", True), ("0", False), ("yes", True), ("NO", False), (" True ", True)],
+)
+def test_booleans_from_the_environment_take_true_false_1_0_yes_no(text: str, expected: bool) -> None:
+    settings = load_settings(environ={"MURMUR_SOURCES__MASTODON__ENABLED": text, "MURMUR_ALERTS__ENABLED": text})
+    assert settings.sources["mastodon"].enabled is expected and settings.alerts.enabled is expected
+
+
+@pytest.mark.parametrize("value", ['"no"', '"true"', "1", "0"])
+def test_booleans_in_a_toml_file_are_toml_booleans(tmp_path: Path, value: str) -> None:
+    user = tmp_path / "murmur.toml"
+    user.write_text(f"[sources.mastodon]\nenabled = {value}\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(user, environ={})
+    assert "config key 'sources.mastodon.enabled'" in str(err.value) and "use true or false" in str(err.value)
+    user.write_text("[sources.mastodon]\nenabled = false\n[crawler]\nobey_robots = true\n")
+    settings = load_settings(user, environ={})
+    assert settings.sources["mastodon"].enabled is False and settings.crawler.obey_robots is True

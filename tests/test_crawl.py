@@ -12,8 +12,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from murmur.crawler.replay import ReplayServer, generate_statuses
 from tests.conftest import REPO, murmur_env, run_murmur
+from tests.fakemastodon import FakeMastodon as ReplayServer
+from tests.fakemastodon import generate_statuses
 
 
 def write_config(tmp_path: Path, instances: list[str], tags: list[str], *, max_pages: int = 10) -> Path:

@@ -253,12 +253,8 @@ def test_without_credentials_accounts_and_feeds_are_read_from_the_public_appview
     assert dict(conn.execute("SELECT query, cursor FROM crawl_state").fetchall()) == cursors  # nothing newer
 
 
-def test_without_credentials_or_feeds_the_source_fails_with_one_line(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_without_credentials_or_feeds_the_source_fails_with_one_line(caplog: pytest.LogCaptureFixture) -> None:
     # Decided before any request or database access, so this runs the spider's start() in-process.
-    monkeypatch.delenv("MURMUR_BLUESKY_HANDLE", raising=False)
-    monkeypatch.delenv("MURMUR_BLUESKY_APP_PASSWORD", raising=False)
     spider = BlueskySpider(queries=["RedNote"], base_url="http://127.0.0.1:9")
 
     async def requests() -> list[Any]:

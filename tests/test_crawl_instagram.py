@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from scrapy.http import TextResponse
 
+from murmur.config import load_settings
 from murmur.crawler.spiders.instagram import InstagramSpider, default_tags
 from tests.conftest import run_murmur
 from tests.fakeapi import FakeAPI, Reply, Request
@@ -197,15 +198,12 @@ def test_a_missing_feature_is_one_line_and_the_source_fails(tmp_path: Path, db_u
     (None, None, "MURMUR_INSTAGRAM_ACCESS_TOKEN and MURMUR_INSTAGRAM_USER_ID are not set"),
 ])
 def test_missing_credentials_are_one_line_and_no_request(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, token: str | None, user: str | None,
-    missing: str,
+    caplog: pytest.LogCaptureFixture, token: str | None, user: str | None, missing: str,
 ) -> None:
-    for var, value in (("MURMUR_INSTAGRAM_ACCESS_TOKEN", token), ("MURMUR_INSTAGRAM_USER_ID", user)):
-        if value:
-            monkeypatch.setenv(var, value)
-        else:
-            monkeypatch.delenv(var, raising=False)
-    spider = InstagramSpider(base_url="http://127.0.0.1:9", tags=["rednote"])
+    env = {var: value for var, value in (("MURMUR_INSTAGRAM_ACCESS_TOKEN", token), ("MURMUR_INSTAGRAM_USER_ID", user))
+           if value}
+    credentials = load_settings(environ=env).sources["instagram"].credentials  # the config layer reads them
+    spider = InstagramSpider(base_url="http://127.0.0.1:9", tags=["rednote"], credentials=credentials)
 
     async def requests() -> list:
         return [r async for r in spider.start()]
@@ -216,11 +214,9 @@ def test_missing_credentials_are_one_line_and_no_request(
     assert list(spider.failures) == ["http://127.0.0.1:9"]
 
 
-def test_one_bad_hashtag_is_said_once_and_the_next_goes_on(monkeypatch: pytest.MonkeyPatch,
-                                                           caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setenv("MURMUR_INSTAGRAM_ACCESS_TOKEN", TOKEN)
-    monkeypatch.setenv("MURMUR_INSTAGRAM_USER_ID", USER)
-    spider = InstagramSpider(base_url="http://127.0.0.1:9", tags=["rednote", "lemon8"])
+def test_one_bad_hashtag_is_said_once_and_the_next_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    spider = InstagramSpider(base_url="http://127.0.0.1:9", tags=["rednote", "lemon8"],
+                             credentials={"access_token": TOKEN, "user_id": USER})
     spider.crawler = Mock()
     (request,) = list(spider._next_tag(0))
     assert request.headers["Authorization"] == f"Bearer {TOKEN}".encode() and TOKEN not in request.url

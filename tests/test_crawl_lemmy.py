@@ -133,7 +133,8 @@ def test_crawl_stores_posts_and_comments_skips_bad_ones_then_pages_only_to_the_c
     terms = ["RedNote", "Lemon8", "Xiaohongshu"]
     out, err = crawl(tmp_path, db_url, [api.url, DEAD], terms)
     assert "[exit 0]" in err and "Traceback" not in err, err
-    assert "lemmy: ok" in out and "66 new" in out
+    # One instance answered, one could not be reached: a partial run (issue 10), exit 0.
+    assert "lemmy: partial" in out and "66 new" in out
 
     # The documented parameters; one query after another, posts then comments, pages from 1.
     asked = [(r.param("q"), r.param("type_"), r.param("page")) for r in api.requests]
@@ -145,7 +146,7 @@ def test_crawl_stores_posts_and_comments_skips_bad_ones_then_pages_only_to_the_c
     assert all(r.path == SEARCH and r.param("sort") == "New" and r.param("listing_type") == "All"
                and r.param("limit") == "50" for r in api.requests)
 
-    # The dead instance: one line, its first query only, and the run is still ok.
+    # The dead instance: one line, its first query only, and the run is partial, not failed.
     lines = [line for line in err.splitlines() if "could not be reached" in line]
     assert len(lines) == 1 and DEAD in lines[0] and "1 of 2 instances" in lines[0]
     assert err.count("malformed page") == 1
@@ -167,7 +168,8 @@ def test_crawl_stores_posts_and_comments_skips_bad_ones_then_pages_only_to_the_c
     assert counts == {"RedNote": 63, "Lemon8": 2, "Xiaohongshu": 1}
 
     status, stats, error = last_run(conn)
-    assert status == "ok" and error == f"{DEAD}: connection refused"
+    assert status == "partial" and error == f"{DEAD}: connection refused"
+    assert stats["murmur/failures/unreachable"] >= 1 and stats["murmur/queries/failed"] >= 1
     assert stats["murmur/pages"] == 6 and stats["murmur/posts/new"] == 66
     assert stats["murmur/posts/skipped_deleted"] == 2 and stats["murmur/errors/malformed"] == 1
     assert stats["murmur/errors/refused"] == 1

@@ -19,6 +19,7 @@ from scrapy.http import TextResponse
 from scrapy.settings import Settings as ScrapySettings
 from twisted.python.failure import Failure
 
+from murmur.config import load_settings
 from murmur.crawler.spiders.reddit import RedditSpider
 from tests.conftest import run_murmur
 from tests.fakeapi import FakeAPI, Reply, Request
@@ -31,6 +32,11 @@ TOKEN = json.loads((FIXTURES / "token.json").read_text())["access_token"]
 START = 1736900000.0  # 2025-01-15T00:13:20Z
 CLIENT = {"MURMUR_REDDIT_CLIENT_ID": "murmur-test-client", "MURMUR_REDDIT_CLIENT_SECRET": "s3cret-never-shown"}
 DENY_ALL = "User-agent: *\nDisallow: /\n"  # reddit.com's robots.txt since 2024
+
+
+def config_credentials(source: str, env: dict[str, str]) -> dict[str, str]:
+    """What the config layer reads from these environment variables for `source` (spiders never read them)."""
+    return load_settings(environ=env).sources[source].credentials
 
 
 def submissions(term: str, count: int, *, prefix: str, start: float = START, sub: str = "TikTokRefugees") -> list[dict]:
@@ -220,11 +226,9 @@ def test_refused_credentials_are_one_line_and_the_source_fails(tmp_path: Path, d
 # --- without a crawl -------------------------------------------------------------------------
 
 
-def test_half_of_the_credentials_is_one_line_and_no_request(monkeypatch: pytest.MonkeyPatch,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setenv("MURMUR_REDDIT_CLIENT_ID", "only-the-id")
-    monkeypatch.delenv("MURMUR_REDDIT_CLIENT_SECRET", raising=False)
-    spider = RedditSpider(base_url="http://127.0.0.1:9", queries=["RedNote"])
+def test_half_of_the_credentials_is_one_line_and_no_request(caplog: pytest.LogCaptureFixture) -> None:
+    half = config_credentials("reddit", {"MURMUR_REDDIT_CLIENT_ID": "only-the-id"})
+    spider = RedditSpider(base_url="http://127.0.0.1:9", queries=["RedNote"], credentials=half)
 
     async def requests() -> list:
         return [r async for r in spider.start()]
@@ -236,21 +240,14 @@ def test_half_of_the_credentials_is_one_line_and_no_request(monkeypatch: pytest.
 
 
 @pytest.mark.parametrize(("env", "delay"), [({}, 6.0), (CLIENT, 0.6)])
-def test_without_credentials_requests_are_ten_times_slower(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
-                                                           delay: float) -> None:
-    for name in CLIENT:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    settings = ScrapySettings({"DOWNLOAD_DELAY": 0.6}, priority="cmdline")
+def test_without_credentials_requests_are_ten_times_slower(env: dict[str, str], delay: float) -> None:
+    settings = ScrapySettings({"DOWNLOAD_DELAY": 0.6, "MURMUR_SETTINGS": load_settings(environ=env)},
+                              priority="cmdline")
     RedditSpider.update_settings(settings)
     assert settings.getfloat("DOWNLOAD_DELAY") == pytest.approx(delay)
 
 
-def test_public_requests_obey_robots_txt_and_a_refusal_is_one_line(monkeypatch: pytest.MonkeyPatch,
-                                                                   caplog: pytest.LogCaptureFixture) -> None:
-    for name in CLIENT:
-        monkeypatch.delenv(name, raising=False)
+def test_public_requests_obey_robots_txt_and_a_refusal_is_one_line(caplog: pytest.LogCaptureFixture) -> None:
     public = RedditSpider(base_url="https://www.reddit.com", queries=["RedNote"])
     request = public._search("all", "RedNote", cursor=None, page=1)
     assert request.url.startswith("https://www.reddit.com/search.json?")
@@ -262,20 +259,17 @@ def test_public_requests_obey_robots_txt_and_a_refusal_is_one_line(monkeypatch: 
     assert "https://www.reddit.com/robots.txt forbids" in line and "MURMUR_REDDIT_CLIENT_SECRET" in line
     assert list(public.failures) == ["https://www.reddit.com"]
 
-    for name, value in CLIENT.items():
-        monkeypatch.setenv(name, value)
-    oauth = RedditSpider(base_url="https://www.reddit.com", queries=["RedNote"])
+    oauth = RedditSpider(base_url="https://www.reddit.com", queries=["RedNote"],
+                         credentials=config_credentials("reddit", CLIENT))
     oauth.token = "t"
     request = oauth._search("r/China", "RedNote", cursor=None, page=1)
     assert request.url.startswith("https://oauth.reddit.com/r/China/search?")
     assert request.meta["dont_obey_robotstxt"] is True and request.headers["Authorization"] == b"bearer t"
 
 
-def test_an_api_refusal_mid_run_is_one_line_and_stops_the_source(monkeypatch: pytest.MonkeyPatch,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
-    for name, value in CLIENT.items():
-        monkeypatch.setenv(name, value)
-    spider = RedditSpider(base_url="http://127.0.0.1:9", queries=["RedNote"])
+def test_an_api_refusal_mid_run_is_one_line_and_stops_the_source(caplog: pytest.LogCaptureFixture) -> None:
+    spider = RedditSpider(base_url="http://127.0.0.1:9", queries=["RedNote"],
+                          credentials=config_credentials("reddit", CLIENT))
     spider.crawler = Mock()
     spider.token = "revoked"
     request = spider._search("all", "RedNote", cursor=None, page=1)

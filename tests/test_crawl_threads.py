@@ -17,6 +17,7 @@ from scrapy.exceptions import CloseSpider, IgnoreRequest
 from scrapy.http import TextResponse
 from twisted.python.failure import Failure
 
+from murmur.config import load_settings
 from murmur.crawler.items import Post
 from murmur.crawler.parsers.threads import shortcode_to_pk
 from murmur.crawler.spiders.threads import ThreadsSpider
@@ -212,9 +213,7 @@ def test_a_refused_token_is_one_line_and_the_source_fails(tmp_path: Path, db_url
 # --- without a crawl -------------------------------------------------------------------------------
 
 
-def test_a_missing_token_is_one_line_and_no_request(monkeypatch: pytest.MonkeyPatch,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.delenv("MURMUR_THREADS_ACCESS_TOKEN", raising=False)
+def test_a_missing_token_is_one_line_and_no_request(caplog: pytest.LogCaptureFixture) -> None:
     spider = ThreadsSpider(base_url="http://127.0.0.1:9", queries=["RedNote"])
 
     async def requests() -> list:
@@ -226,10 +225,9 @@ def test_a_missing_token_is_one_line_and_no_request(monkeypatch: pytest.MonkeyPa
     assert spider.failures == {"http://127.0.0.1:9": line.removeprefix("threads: ")}
 
 
-def test_a_spent_query_limit_stops_the_source_with_its_reason(monkeypatch: pytest.MonkeyPatch,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setenv("MURMUR_THREADS_ACCESS_TOKEN", TOKEN)
-    spider = ThreadsSpider(base_url="http://127.0.0.1:9", queries=["RedNote", "Lemon8"])
+def test_a_spent_query_limit_stops_the_source_with_its_reason(caplog: pytest.LogCaptureFixture) -> None:
+    spider = ThreadsSpider(base_url="http://127.0.0.1:9", queries=["RedNote", "Lemon8"],
+                           credentials={"access_token": TOKEN})
     spider.crawler = Mock()
     request = spider._search(0, after=None, page=1, newest=None)
     assert request.headers["Authorization"] == f"Bearer {TOKEN}".encode() and TOKEN not in request.url
@@ -243,10 +241,9 @@ def test_a_spent_query_limit_stops_the_source_with_its_reason(monkeypatch: pytes
                     "spent; the next run tries again")
 
 
-def test_one_bad_query_is_said_once_and_the_next_query_goes_on(monkeypatch: pytest.MonkeyPatch,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setenv("MURMUR_THREADS_ACCESS_TOKEN", TOKEN)
-    spider = ThreadsSpider(base_url="http://127.0.0.1:9", queries=["RedNote", "Lemon8"])
+def test_one_bad_query_is_said_once_and_the_next_query_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    spider = ThreadsSpider(base_url="http://127.0.0.1:9", queries=["RedNote", "Lemon8"],
+                           credentials={"access_token": TOKEN})
     spider.crawler = Mock()
     request = spider._search(0, after=None, page=1, newest=None)
     bad = TextResponse(request.url, status=400, body=(FIXTURES / "error_param.json").read_bytes(), request=request)
@@ -255,11 +252,12 @@ def test_one_bad_query_is_said_once_and_the_next_query_goes_on(monkeypatch: pyte
     assert not spider.stopped and any("(#100) Invalid parameter" in r.getMessage() for r in caplog.records)
 
 
-def test_only_the_real_hosts_go_to_the_stand_in_and_robots_refusals_count_as_blocked(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("MURMUR_THREADS_PAGES_URL", "http://127.0.0.1:8080/")
-    spider = ThreadsSpider(queries=["RedNote"], urls=["https://mirror.example/@a/post/DE2vK7nMq1A"])
+def test_only_the_real_hosts_go_to_the_stand_in_and_robots_refusals_count_as_blocked() -> None:
+    # MURMUR_THREADS_PAGES_URL, as the config layer hands it over.
+    environment = load_settings(environ={"MURMUR_THREADS_PAGES_URL": "http://127.0.0.1:8080/"}).sources[
+        "threads"].environment
+    spider = ThreadsSpider(queries=["RedNote"], urls=["https://mirror.example/@a/post/DE2vK7nMq1A"],
+                           environment=environment)
     spider.crawler = Mock()
     assert spider._fetch_url("https://www.threads.net/@a/post/DE2vK7nMq1A?xmt=1") == (
         "http://127.0.0.1:8080/@a/post/DE2vK7nMq1A?xmt=1")

@@ -16,6 +16,7 @@ import pytest
 from scrapy.exceptions import CloseSpider
 from scrapy.http import TextResponse
 
+from murmur.config import load_settings
 from murmur.crawler.spiders.youtube import YouTubeSpider, default_queries
 from tests.conftest import run_murmur
 from tests.fakeapi import FakeAPI, Reply, Request
@@ -208,9 +209,7 @@ def test_a_spent_quota_stops_the_source_with_its_reason(tmp_path: Path, db_url: 
 # --- without a crawl -------------------------------------------------------------------------
 
 
-def test_a_missing_key_is_one_line_and_no_request(monkeypatch: pytest.MonkeyPatch,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.delenv("MURMUR_YOUTUBE_API_KEY", raising=False)
+def test_a_missing_key_is_one_line_and_no_request(caplog: pytest.LogCaptureFixture) -> None:
     spider = YouTubeSpider(base_url="http://127.0.0.1:9/youtube/v3", queries=["RedNote"])
 
     async def requests() -> list:
@@ -227,11 +226,9 @@ def test_terms_become_one_or_query() -> None:
     assert default_queries([]) == []
 
 
-def test_an_invalid_key_is_one_line_naming_the_reason_and_stops_the_source(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setenv("MURMUR_YOUTUBE_API_KEY", "AIza-wrong")
-    spider = YouTubeSpider(base_url="http://127.0.0.1:9/youtube/v3", queries=["RedNote"])
+def test_an_invalid_key_is_one_line_naming_the_reason_and_stops_the_source(caplog: pytest.LogCaptureFixture) -> None:
+    credentials = load_settings(environ={"MURMUR_YOUTUBE_API_KEY": "AIza-wrong"}).sources["youtube"].credentials
+    spider = YouTubeSpider(base_url="http://127.0.0.1:9/youtube/v3", queries=["RedNote"], credentials=credentials)
     spider.crawler = Mock()
     request = spider._search("RedNote", cursor=None, page=1)
     assert request.headers["X-Goog-Api-Key"] == b"AIza-wrong" and "AIza-wrong" not in request.url

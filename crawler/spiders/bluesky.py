@@ -19,15 +19,13 @@ older than the newest stored. Either way the cursor is the newest post's sort ti
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import scrapy
 from scrapy.http import JsonRequest
-from scrapy.spidermiddlewares.httperror import HttpError
 
 from murmur.crawler.items import CursorUpdate
 from murmur.crawler.parsers import ParseError
@@ -41,13 +39,14 @@ from murmur.crawler.parsers.bluesky import (
     parse_session,
     xrpc_error,
 )
-from murmur.crawler.pipelines import database_url, murmur_settings
-from murmur.crawler.spiders.common import as_list, describe_failure
+from murmur.crawler.spiders.base import MurmurSpider
+from murmur.crawler.spiders.common import as_list, describe_failure, error_response, error_status, failed_request
 
 if TYPE_CHECKING:
-    from scrapy.crawler import Crawler
     from scrapy.http import Response
     from twisted.python.failure import Failure
+
+    from murmur.config import Settings, SourceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +68,9 @@ def _later(a: datetime | None, b: datetime | None) -> datetime | None:
     return max(a, b)
 
 
-class BlueskySpider(scrapy.Spider):
+class BlueskySpider(MurmurSpider):
     name = "bluesky"
+    config_keys = ("base_url", "accounts", "feeds", "max_pages")
 
     def __init__(
         self,
@@ -101,25 +101,17 @@ class BlueskySpider(scrapy.Spider):
         self._stopped: str | None = None  # why this source stopped for the run (already logged)
 
     @classmethod
-    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> BlueskySpider:
-        settings = murmur_settings(crawler)
-        if crawler.settings.getint("MURMUR_MAX_PAGES", 0) > 0:  # `murmur crawl --max-pages N`
-            kwargs.setdefault("max_pages", crawler.settings.getint("MURMUR_MAX_PAGES"))
-        source = settings.sources.get("bluesky")
-        if source is not None:
-            kwargs.setdefault("base_url", source.base_url or DEFAULT_BASE_URL)
-            kwargs.setdefault("appview", source.instances[0] if source.instances else DEFAULT_APPVIEW)
-            kwargs.setdefault("queries", list(source.tags) or list(settings.terms))
-            kwargs.setdefault("accounts", list(source.accounts))
-            kwargs.setdefault("feeds", list(source.feeds))
-            kwargs.setdefault("max_pages", source.max_pages)
-        else:
-            kwargs.setdefault("queries", list(settings.terms))
-        return super().from_crawler(crawler, *args, **kwargs)
+    def config_arguments(cls, settings: Settings, source: SourceSettings) -> dict[str, Any]:
+        return {
+            **super().config_arguments(settings, source),
+            "appview": source.instances[0] if source.instances else DEFAULT_APPVIEW,
+            "queries": list(source.tags) or list(settings.terms),
+        }
 
     async def start(self) -> AsyncIterator[Any]:
-        handle = os.environ.get(HANDLE_ENV, "").strip()
-        password = os.environ.get(PASSWORD_ENV, "")
+        # Config: MURMUR_BLUESKY_HANDLE and MURMUR_BLUESKY_APP_PASSWORD.
+        handle = self.credentials.get("handle", "")
+        password = self.credentials.get("app_password", "")
         searching = bool(self.queries and handle and password)
         if not (searching or self.accounts or self.feeds):
             self._stop(
@@ -128,7 +120,7 @@ class BlueskySpider(scrapy.Spider):
                 "or list handles in sources.bluesky.accounts or feed URIs in sources.bluesky.feeds",
             )
             return
-        self._cursors = self._stored_cursors()
+        self._cursors = self.stored_cursors()
         if searching:
             # Search first needs a session; the feeds follow once the login has an answer, so a refused
             # app password stops the whole source before anything else is asked.
@@ -150,13 +142,6 @@ class BlueskySpider(scrapy.Spider):
         for request in self._feed_requests():
             yield request
 
-    def _stored_cursors(self) -> dict[str, str]:
-        from murmur.store.db import connect
-
-        with connect(database_url(self.crawler)) as conn:
-            rows = conn.execute("SELECT query, cursor FROM crawl_state WHERE source = %s", (self.name,))
-            return {query: cursor for query, cursor in rows}
-
     # --- the session ---------------------------------------------------------------------------
 
     def _logged_in(self, response: Response) -> Iterator[Any]:
@@ -174,9 +159,8 @@ class BlueskySpider(scrapy.Spider):
         yield from self._feed_requests()
 
     def _login_failed(self, failure: Failure) -> Iterator[Any]:
-        kind, reason = describe_failure(failure)
-        self.crawler.stats.inc_value(f"murmur/errors/{kind}")
-        if failure.check(HttpError) and failure.value.response.status in (400, 401, 403):
+        kind, reason = self.count_failure(failure)
+        if error_status(failure) in (400, 401, 403):
             # createSession answers a wrong handle or password with 401 AuthenticationRequired.
             self._stop(
                 self.base_url,
@@ -229,8 +213,7 @@ class BlueskySpider(scrapy.Spider):
 
     def _refresh_failed(self, failure: Failure) -> None:
         self._refreshing = False
-        kind, reason = describe_failure(failure)
-        self.crawler.stats.inc_value(f"murmur/errors/{kind}")
+        kind, reason = self.count_failure(failure)
         self._stop(self.base_url, f"bluesky: the session expired and {self.base_url} did not renew it ({reason}"
                    f"{_detail(failure)}); if this repeats, {HOW_TO}")
 
@@ -293,18 +276,12 @@ class BlueskySpider(scrapy.Spider):
 
     # --- responses ---------------------------------------------------------------------------------
 
-    def _read(self, response: Response, parse: Any) -> FeedPage | None:
-        stats = self.crawler.stats
-        try:
-            page: FeedPage = parse(response.body)
-        except ParseError as err:
-            stats.inc_value("murmur/errors/malformed")
-            logger.warning("bluesky: skipped a malformed page from %s (%s)", response.url, err)
+    def _read(self, response: Response, parse: Callable[[bytes], FeedPage]) -> FeedPage | None:
+        page = self.parse_or_skip(lambda: parse(response.body), "bluesky: skipped a malformed page from %s",
+                                  response.url)
+        if page is None:
             return None
-        stats.inc_value("murmur/pages")
-        stats.inc_value("murmur/posts/parsed", len(page.posts))
-        if page.skipped:
-            stats.inc_value("murmur/posts/skipped_malformed", page.skipped)
+        self.count_page(len(page.posts), page.skipped)
         return page
 
     def parse_search(self, response: Response) -> Iterator[Any]:
@@ -351,14 +328,15 @@ class BlueskySpider(scrapy.Spider):
     def failed(self, failure: Failure) -> Iterator[Any]:
         if self._stopped:
             return
-        meta = failure.request.meta
+        request = failed_request(failure)
+        meta = request.meta
         kind, reason = describe_failure(failure)
-        if failure.check(HttpError):
-            response = failure.value.response
+        response = error_response(failure)
+        if response is not None:
             error = xrpc_error(response.body)
             if meta.get("step") == "search" and error and error[0] == "ExpiredToken":
                 self.crawler.stats.inc_value("murmur/bluesky/expired_tokens")
-                yield from self._expired(failure.request)
+                yield from self._expired(request)
                 return
             if response.status in (401, 403):
                 self.crawler.stats.inc_value(f"murmur/errors/{kind}")
@@ -398,9 +376,10 @@ class BlueskySpider(scrapy.Spider):
 
 def _detail(failure: Failure) -> str:
     """' AuthenticationRequired: Invalid identifier or password' from an XRPC error body, else ''."""
-    if not failure.check(HttpError):
+    response = error_response(failure)
+    if response is None:
         return ""
-    error = xrpc_error(failure.value.response.body)
+    error = xrpc_error(response.body)
     if error is None:
         return ""
     name, message = error

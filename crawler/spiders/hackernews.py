@@ -19,18 +19,17 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import scrapy
-from scrapy.spidermiddlewares.httperror import HttpError
 
 from murmur.crawler.items import CursorUpdate
-from murmur.crawler.parsers import ParseError
 from murmur.crawler.parsers.hackernews import parse_search
-from murmur.crawler.pipelines import database_url, murmur_settings
-from murmur.crawler.spiders.common import as_list, describe_failure
+from murmur.crawler.spiders.base import MurmurSpider
+from murmur.crawler.spiders.common import UNREACHABLE, as_list, error_status, failed_request
 
 if TYPE_CHECKING:
-    from scrapy.crawler import Crawler
     from scrapy.http import Response
     from twisted.python.failure import Failure
+
+    from murmur.config import Settings, SourceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +37,11 @@ DEFAULT_BASE_URL = "https://hn.algolia.com"
 DEFAULT_TAGS = ("story", "comment")
 PAGE_SIZE = 100
 MAX_HITS = 1000  # Algolia serves at most this many hits for one query, however it is paged
-_UNREACHABLE = ("dns", "refused", "timeout")  # describe_failure kinds that mean no server answered
 
 
-class HackerNewsSpider(scrapy.Spider):
+class HackerNewsSpider(MurmurSpider):
     name = "hackernews"
+    config_keys = ("base_url", "max_pages")
 
     def __init__(
         self,
@@ -66,32 +65,17 @@ class HackerNewsSpider(scrapy.Spider):
         self.cursors: dict[str, str] = {}
 
     @classmethod
-    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> HackerNewsSpider:
-        settings = murmur_settings(crawler)
-        source = settings.sources.get("hackernews")
-        if source is not None:
-            kwargs.setdefault("base_url", source.base_url or DEFAULT_BASE_URL)
-            kwargs.setdefault("tags", list(source.tags) or list(DEFAULT_TAGS))
-            kwargs.setdefault("max_pages", source.max_pages)
-        kwargs.setdefault("terms", list(settings.terms))
-        if crawler.settings.getint("MURMUR_MAX_PAGES"):  # `murmur crawl --max-pages N`
-            kwargs["max_pages"] = crawler.settings.getint("MURMUR_MAX_PAGES")
-        return super().from_crawler(crawler, *args, **kwargs)
+    def config_arguments(cls, settings: Settings, source: SourceSettings) -> dict[str, Any]:
+        return {**super().config_arguments(settings, source), "terms": list(settings.terms),
+                "tags": list(source.tags) or list(DEFAULT_TAGS)}
 
     async def start(self) -> AsyncIterator[Any]:
-        self.cursors = self._stored_cursors()
+        # A cursor is a Unix time; anything else is not ours, and the term starts over.
+        self.cursors = {q: c for q, c in self.stored_cursors().items() if c.isascii() and c.isdigit()}
         # The terms are asked one after another (the next once the previous is paged through), so a
         # refusal stops the source after one request instead of one per term.
         for request in self._query(0):
             yield request
-
-    def _stored_cursors(self) -> dict[str, str]:
-        from murmur.store.db import connect
-
-        with connect(database_url(self.crawler)) as conn:
-            rows = conn.execute("SELECT query, cursor FROM crawl_state WHERE source = %s", (self.name,))
-            # A cursor is a Unix time; anything else is not ours, and the term starts over.
-            return {query: cursor for query, cursor in rows if cursor.isascii() and cursor.isdigit()}
 
     def _query(self, index: int) -> Iterator[scrapy.Request]:
         """The first request for the term at `index`, if there is one."""
@@ -121,19 +105,14 @@ class HackerNewsSpider(scrapy.Spider):
         meta = response.meta
         index, term = meta["index"], self.terms[meta["index"]]
         stats = self.crawler.stats
-        try:
-            page = parse_search(response.body)
-        except ParseError as err:
-            # The cursor stays where it was, so the next run asks for this term's posts again.
-            stats.inc_value("murmur/errors/malformed")
-            logger.warning("hackernews: skipped a malformed page from %s (%s)", response.url, err)
+        page = self.parse_or_skip(lambda: parse_search(response.body), "hackernews: skipped a malformed page from %s",
+                                  response.url)
+        if page is None:
             yield from self._query(index + 1)
             return
         self.answered = True
-        stats.inc_value("murmur/pages")
-        stats.inc_value("murmur/posts/parsed", len(page.posts))
-        if page.skipped:
-            stats.inc_value("murmur/posts/skipped_malformed", page.skipped)
+        self.query_results["ok"] += 1
+        self.count_page(len(page.posts), page.skipped)
         if page.deleted:
             stats.inc_value("murmur/posts/skipped_deleted", page.deleted)
         yield from page.posts
@@ -160,9 +139,8 @@ class HackerNewsSpider(scrapy.Spider):
         yield from self._query(index + 1)
 
     def failed(self, failure: Failure) -> Iterator[scrapy.Request]:
-        kind, reason = describe_failure(failure)
-        self.crawler.stats.inc_value(f"murmur/errors/{kind}")
-        if failure.check(HttpError) and failure.value.response.status in (401, 403):
+        kind, reason = self.count_failure(failure)
+        if error_status(failure) in (401, 403):
             self.refused = True
             self.failures[self.base_url] = reason
             logger.error(
@@ -174,10 +152,10 @@ class HackerNewsSpider(scrapy.Spider):
             return
         self.errors[kind] = self.errors.get(kind, 0) + 1
         self.failures.setdefault(self.base_url, reason)
-        if kind in _UNREACHABLE and not self.answered:
+        if kind in UNREACHABLE and not self.answered:
             return  # no answer at all (after Scrapy's retries): asking the other terms would only wait again
         # Other terms still go on; this term's cursor stays, so the next run asks for it again.
-        yield from self._query(failure.request.meta["index"] + 1)
+        yield from self._query(failed_request(failure).meta["index"] + 1)
 
     def closed(self, reason: str) -> None:
         if self.refused:

@@ -28,7 +28,6 @@ is fetched: no pages, no scraping.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -38,14 +37,15 @@ import scrapy
 from murmur.crawler.items import CursorUpdate
 from murmur.crawler.parsers import ParseError
 from murmur.crawler.parsers.instagram import parse_hashtag_search, parse_recent_media
-from murmur.crawler.pipelines import database_url, murmur_settings
+from murmur.crawler.spiders.common import failed_request
 from murmur.crawler.spiders.meta_graph import GraphApiSpider
 from murmur.crawler.text import term_to_tag
 
 if TYPE_CHECKING:
-    from scrapy.crawler import Crawler
     from scrapy.http import Response
     from twisted.python.failure import Failure
+
+    from murmur.config import Settings, SourceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +69,10 @@ _HINTS = {
 }
 
 
-def credentials(environ: os._Environ[str] | dict[str, str] | None = None) -> tuple[str | None, str | None]:
-    env = os.environ if environ is None else environ
-    return env.get(TOKEN_VAR, "").strip() or None, env.get(USER_VAR, "").strip() or None
+def credentials(values: dict[str, str]) -> tuple[str | None, str | None]:
+    """(access token, user id) from the source's credentials (config: MURMUR_INSTAGRAM_ACCESS_TOKEN and
+    MURMUR_INSTAGRAM_USER_ID), each None when unset or blank."""
+    return values.get("access_token", "").strip() or None, values.get("user_id", "").strip() or None
 
 
 def default_tags(terms: list[str]) -> list[str]:
@@ -83,6 +84,7 @@ class InstagramSpider(GraphApiSpider):
     name = "instagram"
     api = "the Instagram Graph API"
     hints = _HINTS
+    config_keys = ("base_url", "max_pages")
 
     def __init__(
         self,
@@ -95,7 +97,7 @@ class InstagramSpider(GraphApiSpider):
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self.tags = self._usable_tags([tags] if isinstance(tags, str) else list(tags or []))
         self.max_pages = max(1, int(max_pages))
-        self.token, self.user_id = credentials()
+        self.token, self.user_id = credentials(self.credentials)
         self.instances = [self.base_url]  # what the runner counts failures against
         self.failures: dict[str, str] = {}
         self.hashtag_ids: dict[str, str] = {}
@@ -106,17 +108,9 @@ class InstagramSpider(GraphApiSpider):
         self._warned: set[str] = set()
 
     @classmethod
-    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> InstagramSpider:
-        settings = murmur_settings(crawler)
-        source = settings.sources.get("instagram")
-        if source is not None:
-            kwargs.setdefault("base_url", source.base_url or DEFAULT_BASE_URL)
-            kwargs.setdefault("tags", list(source.tags) or default_tags(list(settings.terms)))
-            kwargs.setdefault("max_pages", source.max_pages)
-        kwargs.setdefault("tags", default_tags(list(settings.terms)))
-        if crawler.settings.getint("MURMUR_MAX_PAGES"):  # `murmur crawl --max-pages N`
-            kwargs["max_pages"] = crawler.settings.getint("MURMUR_MAX_PAGES")
-        return super().from_crawler(crawler, *args, **kwargs)
+    def config_arguments(cls, settings: Settings, source: SourceSettings) -> dict[str, Any]:
+        tags = list(source.tags) or default_tags(list(settings.terms))
+        return {**super().config_arguments(settings, source), "tags": tags}
 
     @staticmethod
     def _usable_tags(tags: list[str]) -> list[str]:
@@ -148,11 +142,7 @@ class InstagramSpider(GraphApiSpider):
             yield request
 
     def _load_state(self) -> None:
-        from murmur.store.db import connect
-
-        with connect(database_url(self.crawler)) as conn:
-            rows = conn.execute("SELECT query, cursor FROM crawl_state WHERE source = %s", (self.name,)).fetchall()
-        for query, cursor in rows:
+        for query, cursor in self.stored_cursors().items():
             if query.startswith(HASHTAG_ID) and cursor.isascii() and cursor.isdigit():
                 self.hashtag_ids[query.removeprefix(HASHTAG_ID)] = cursor
             elif query.startswith("#") and cursor.isascii() and cursor.isdigit():
@@ -203,8 +193,7 @@ class InstagramSpider(GraphApiSpider):
         try:
             hashtag_id = parse_hashtag_search(response.body)
         except ParseError as err:
-            self.crawler.stats.inc_value("murmur/errors/malformed")
-            logger.warning("instagram: skipped a malformed hashtag lookup for #%s (%s)", tag, err)
+            self.skip_malformed("instagram: skipped a malformed hashtag lookup for #%s", tag, err=err)
             yield from self._next_tag(index + 1)
             return
         self.answered = True
@@ -222,17 +211,14 @@ class InstagramSpider(GraphApiSpider):
         meta = response.meta
         index = meta["index"]
         tag = self.tags[index]
-        stats = self.crawler.stats
         if response.status != 200:
             self._left_out(response, f"the recent media of #{tag}")
             yield from self._next_tag(index + 1)
             return
-        try:
-            page = parse_recent_media(response.body, tag=tag)
-        except ParseError as err:
-            # The cursor stays where it was; the media are asked for again next run (while a day old).
-            stats.inc_value("murmur/errors/malformed")
-            logger.warning("instagram: skipped a malformed recent-media page for #%s (%s)", tag, err)
+        # Unreadable: the media are asked for again next run (while a day old).
+        page = self.parse_or_skip(lambda: parse_recent_media(response.body, tag=tag),
+                                  "instagram: skipped a malformed recent-media page for #%s", tag)
+        if page is None:
             yield from self._next_tag(index + 1)
             return
         newest = self._took(page, meta["newest"])
@@ -253,7 +239,7 @@ class InstagramSpider(GraphApiSpider):
 
     def failed(self, failure: Failure) -> Iterator[scrapy.Request]:
         if self._request_failed(failure, "a request"):
-            yield from self._next_tag(failure.request.meta["index"] + 1)
+            yield from self._next_tag(failed_request(failure).meta["index"] + 1)
 
     def _left_out(self, response: Response, what: str) -> None:
         """An error answer for one hashtag (`what`: "the lookup of #tag"): said once, the hashtag left out."""

@@ -20,27 +20,27 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import scrapy
-from scrapy.spidermiddlewares.httperror import HttpError
 
 from murmur.crawler.items import CursorUpdate
-from murmur.crawler.parsers import ParseError, iso_datetime
+from murmur.crawler.parsers import iso_datetime
 from murmur.crawler.parsers.lemmy import KINDS, parse_search
-from murmur.crawler.pipelines import database_url, murmur_settings
-from murmur.crawler.spiders.common import as_list, describe_failure
+from murmur.crawler.spiders.base import MurmurSpider
+from murmur.crawler.spiders.common import UNREACHABLE, as_list, error_status, failed_request
 
 if TYPE_CHECKING:
-    from scrapy.crawler import Crawler
     from scrapy.http import Response
     from twisted.python.failure import Failure
+
+    from murmur.config import Settings, SourceSettings
 
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 50  # the most Lemmy returns per page (FETCH_LIMIT_MAX in lemmy_db_schema::utils)
-_UNREACHABLE = ("dns", "refused", "timeout")  # describe_failure kinds that mean no server answered
 
 
-class LemmySpider(scrapy.Spider):
+class LemmySpider(MurmurSpider):
     name = "lemmy"
+    config_keys = ("instances", "max_pages")
 
     def __init__(
         self,
@@ -63,34 +63,19 @@ class LemmySpider(scrapy.Spider):
         self.cursors: dict[str, str] = {}
 
     @classmethod
-    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> LemmySpider:
-        settings = murmur_settings(crawler)
-        source = settings.sources.get("lemmy")
-        if source is not None:
-            kwargs.setdefault("instances", list(source.instances))
-            kwargs.setdefault("max_pages", source.max_pages)
-        kwargs.setdefault("terms", list(settings.terms))
-        if crawler.settings.getint("MURMUR_MAX_PAGES"):  # `murmur crawl --max-pages N`
-            kwargs["max_pages"] = crawler.settings.getint("MURMUR_MAX_PAGES")
-        return super().from_crawler(crawler, *args, **kwargs)
+    def config_arguments(cls, settings: Settings, source: SourceSettings) -> dict[str, Any]:
+        return {**super().config_arguments(settings, source), "terms": list(settings.terms)}
 
     async def start(self) -> AsyncIterator[Any]:
         if not self.instances:
             logger.error("lemmy: no instance to search; set sources.lemmy.instances, e.g. [\"https://lemmy.world\"]")
             return
-        self.cursors = self._stored_cursors()
+        self.cursors = self.stored_cursors()
         # One query at a time per instance (the next once the previous is paged through): the instance
         # rate-limits searches per IP anyway, and a refusal stops it after one request.
         for instance in self.instances:
             for request in self._query(instance, 0):
                 yield request
-
-    def _stored_cursors(self) -> dict[str, str]:
-        from murmur.store.db import connect
-
-        with connect(database_url(self.crawler)) as conn:
-            rows = conn.execute("SELECT query, cursor FROM crawl_state WHERE source = %s", (self.name,))
-            return {query: cursor for query, cursor in rows}
 
     @staticmethod
     def query_key(instance: str, term: str, kind: str) -> str:
@@ -126,20 +111,15 @@ class LemmySpider(scrapy.Spider):
         term, kind = self.plan[index]
         query = self.query_key(instance, term, kind)
         stats = self.crawler.stats
-        try:
-            page = parse_search(response.body, kind=kind, instance=instance)
-        except ParseError as err:
-            # The cursor stays where it was, so the next run pages this query again.
-            stats.inc_value("murmur/errors/malformed")
-            logger.warning("lemmy: skipped a malformed page from %s (%s)", response.url, err)
+        page = self.parse_or_skip(lambda: parse_search(response.body, kind=kind, instance=instance),
+                                  "lemmy: skipped a malformed page from %s", response.url)
+        if page is None:
             yield from self._query(instance, index + 1)
             return
         self.answered.add(instance)
+        self.query_results["ok"] += 1
         cursor = _parse_cursor(self.cursors.get(query))
-        stats.inc_value("murmur/pages")
-        stats.inc_value("murmur/posts/parsed", len(page.posts))
-        if page.skipped:
-            stats.inc_value("murmur/posts/skipped_malformed", page.skipped)
+        self.count_page(len(page.posts), page.skipped)
         if page.removed:
             stats.inc_value("murmur/posts/skipped_deleted", page.removed)
         # Posts at or before the cursor were stored by an earlier run.
@@ -167,11 +147,10 @@ class LemmySpider(scrapy.Spider):
         yield from self._query(instance, index + 1)
 
     def failed(self, failure: Failure) -> Iterator[scrapy.Request]:
-        kind, reason = describe_failure(failure)
-        meta = failure.request.meta
+        kind, reason = self.count_failure(failure)
+        meta = failed_request(failure).meta
         instance = meta.get("instance", "?")
-        self.crawler.stats.inc_value(f"murmur/errors/{kind}")
-        if failure.check(HttpError) and failure.value.response.status in (401, 403):
+        if error_status(failure) in (401, 403):
             self.refused.add(instance)
             self.failures[instance] = reason
             logger.error(
@@ -184,7 +163,7 @@ class LemmySpider(scrapy.Spider):
         counts = self.errors.setdefault(instance, {})
         counts[kind] = counts.get(kind, 0) + 1
         self.failures.setdefault(instance, reason)
-        if kind in _UNREACHABLE and instance not in self.answered:
+        if kind in UNREACHABLE and instance not in self.answered:
             return  # no answer at all (after Scrapy's retries): its other queries would only wait again
         # The other queries still go on; this one's cursor stays, so the next run asks again.
         yield from self._query(instance, meta["index"] + 1)

@@ -14,27 +14,28 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import scrapy
-from scrapy.spidermiddlewares.httperror import HttpError
 
 from murmur.crawler.items import CursorUpdate
 from murmur.crawler.parsers import ParseError
 from murmur.crawler.parsers.mastodon import parse_timeline
-from murmur.crawler.pipelines import database_url, murmur_settings
-from murmur.crawler.spiders.common import as_list, describe_failure
+from murmur.crawler.spiders.base import MurmurSpider
+from murmur.crawler.spiders.common import as_list, error_status, failed_request
 from murmur.crawler.text import term_to_tag
 
 if TYPE_CHECKING:
-    from scrapy.crawler import Crawler
     from scrapy.http import Response
     from twisted.python.failure import Failure
+
+    from murmur.config import Settings, SourceSettings
 
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 40  # the most Mastodon returns per page
 
 
-class MastodonSpider(scrapy.Spider):
+class MastodonSpider(MurmurSpider):
     name = "mastodon"
+    config_keys = ("instances", "max_pages")
 
     def __init__(
         self,
@@ -48,22 +49,14 @@ class MastodonSpider(scrapy.Spider):
         self.instances = [i.rstrip("/") for i in as_list(instances)]
         self.tags = [t.lstrip("#") for t in as_list(tags)]
         self.max_pages = int(max_pages)
-        self.failures: dict[str, str] = {}
 
     @classmethod
-    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> MastodonSpider:
-        settings = murmur_settings(crawler)
-        source = settings.sources.get("mastodon")
-        if source is not None:
-            kwargs.setdefault("instances", list(source.instances))
-            kwargs.setdefault("tags", list(source.tags) or [term_to_tag(t) for t in settings.terms])
-            kwargs.setdefault("max_pages", source.max_pages)
-        if crawler.settings.getint("MURMUR_MAX_PAGES"):  # `murmur crawl --max-pages N`
-            kwargs["max_pages"] = crawler.settings.getint("MURMUR_MAX_PAGES")
-        return super().from_crawler(crawler, *args, **kwargs)
+    def config_arguments(cls, settings: Settings, source: SourceSettings) -> dict[str, Any]:
+        tags = list(source.tags) or [term_to_tag(t) for t in settings.terms]
+        return {**super().config_arguments(settings, source), "tags": tags}
 
     async def start(self) -> AsyncIterator[Any]:
-        cursors = self._stored_cursors()
+        cursors = self.stored_cursors()
         for instance in self.instances:
             for tag in self.tags:
                 query = f"{instance}#{tag}"
@@ -72,13 +65,6 @@ class MastodonSpider(scrapy.Spider):
                     yield self._request(instance, tag, {"min_id": cursor}, mode="forward", page=1)
                 else:  # first run: newest first, back at most max_pages pages
                     yield self._request(instance, tag, {}, mode="backward", page=1)
-
-    def _stored_cursors(self) -> dict[str, str]:
-        from murmur.store.db import connect
-
-        with connect(database_url(self.crawler)) as conn:
-            rows = conn.execute("SELECT query, cursor FROM crawl_state WHERE source = %s", (self.name,))
-            return {query: cursor for query, cursor in rows}
 
     def _request(
         self, instance: str, tag: str, params: dict[str, str], *, mode: str, page: int, newest: str | None = None
@@ -95,17 +81,13 @@ class MastodonSpider(scrapy.Spider):
         meta = response.meta
         instance, tag = meta["instance"], meta["tag"]
         query = f"{instance}#{tag}"
-        stats = self.crawler.stats
         try:
             page = parse_timeline(response.body, instance=urlsplit(instance).netloc)
         except ParseError as err:
-            stats.inc_value("murmur/errors/malformed")
-            logger.warning("mastodon: skipped a malformed page from %s (%s)", response.url, err)
+            self.count_malformed(response.url, err)
             return
-        stats.inc_value("murmur/pages")
-        stats.inc_value("murmur/posts/parsed", len(page.posts))
-        if page.skipped:
-            stats.inc_value("murmur/posts/skipped_malformed", page.skipped)
+        self.mark_answered(instance)
+        self.count_page(len(page.posts), page.skipped)
         yield from page.posts
 
         more = bool(page.posts or page.oldest_id) and meta["page"] < self.max_pages
@@ -128,21 +110,25 @@ class MastodonSpider(scrapy.Spider):
             yield CursorUpdate(self.name, query, newest)
 
     def failed(self, failure: Failure) -> None:
-        kind, reason = describe_failure(failure)
-        instance = failure.request.meta.get("instance", "?")
-        self.crawler.stats.inc_value(f"murmur/errors/{kind}")
-        self.failures.setdefault(instance, reason)
-        if failure.check(HttpError) and failure.value.response.status in (401, 403):
+        kind, reason = self.count_failure(failure)
+        instance = failed_request(failure).meta.get("instance", "?")
+        self.fail(instance, reason)
+        if error_status(failure) in (401, 403):
             logger.warning(
                 "mastodon: %s refused access (%s); check that its tag timelines are public", instance, reason
             )
 
     def closed(self, reason: str) -> None:
-        if self.failures:
-            # One line per source and run, however many requests failed: the service keeps going
-            # and tries again at the next run.
-            listed = "; ".join(f"{inst}: {why}" for inst, why in sorted(self.failures.items()))
+        # One line per source and run, however many requests failed: the service keeps going and
+        # tries again at the next run. An instance that answered some tag was reached, whatever else failed.
+        answered = {inst: why for inst, why in self.failures.items() if inst in self.reached}
+        if answered:
+            listed = "; ".join(f"{inst}: {why}" for inst, why in sorted(answered.items()))
+            logger.warning("mastodon: some requests failed (%s); those tags are asked again at the next run", listed)
+        unreached = self.unreached()
+        if unreached:
+            listed = "; ".join(f"{inst}: {why}" for inst, why in sorted(unreached.items()))
             logger.warning(
                 "mastodon: %d of %d instances could not be reached (%s); will retry at the next run",
-                len(self.failures), len(self.instances), listed,
+                len(unreached), len(self.instances), listed,
             )

@@ -3,14 +3,13 @@ the request, a failed request, warnings said once, the token kept out of every l
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
-import scrapy
 from scrapy.exceptions import CloseSpider
 
 from murmur.crawler.parsers.meta_graph import GraphError, GraphPage, parse_graph_error
-from murmur.crawler.spiders.common import describe_failure
+from murmur.crawler.spiders.base import MurmurSpider
+from murmur.crawler.spiders.common import UNREACHABLE
 
 if TYPE_CHECKING:
     from scrapy.http import Response
@@ -18,10 +17,8 @@ if TYPE_CHECKING:
 
     from murmur.crawler.items import Post
 
-UNREACHABLE = ("dns", "refused", "timeout")
 
-
-class GraphApiSpider(scrapy.Spider):
+class GraphApiSpider(MurmurSpider):
     """A spider of a token API on the Graph: the subclass sets `api`, `hints` and, in `__init__`, `base_url`,
     `token`, `failures`, `answered`, `stopped` and `_warned`."""
 
@@ -33,11 +30,6 @@ class GraphApiSpider(scrapy.Spider):
     answered: bool
     stopped: bool
     _warned: set[str]
-
-    @property
-    def _log(self) -> logging.Logger:
-        # The subclass's module logger, so log records keep the names they had before this class existed.
-        return logging.getLogger(type(self).__module__)
 
     def _api_error(self, response: Response, key: str, message: str, *args: Any) -> None:
         """An error answer: stops the run when no request can succeed, else warns with `message` % (*args, why)."""
@@ -64,8 +56,7 @@ class GraphApiSpider(scrapy.Spider):
 
     def _request_failed(self, failure: Failure, what: str) -> bool:
         """Counts a request that got no answer; whether the crawl should go on to the next request."""
-        kind, reason = describe_failure(failure)
-        self.crawler.stats.inc_value(f"murmur/errors/{kind}")
+        kind, reason = self.count_failure(failure)
         self.failures.setdefault(self.base_url, reason)
         if kind in UNREACHABLE and not self.answered:
             return False  # no answer at all (after Scrapy's retries): asking the next would only wait again

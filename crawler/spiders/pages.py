@@ -5,7 +5,6 @@ for the platform's real hosts."""
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -15,17 +14,16 @@ from urllib.parse import urlsplit
 
 import scrapy
 from scrapy.exceptions import IgnoreRequest
-from scrapy.spidermiddlewares.httperror import HttpError
 
 from murmur.crawler.items import CursorUpdate, Post
 from murmur.crawler.parsers import ParseError
-from murmur.crawler.pipelines import database_url, murmur_settings
-from murmur.crawler.spiders.common import as_list, describe_failure
+from murmur.crawler.pipelines import database_url
+from murmur.crawler.spiders.base import MurmurSpider
+from murmur.crawler.spiders.common import as_bool, as_list, describe_failure, error_status, failed_request
 
 if TYPE_CHECKING:
     from collections.abc import Collection
 
-    from scrapy.crawler import Crawler
     from scrapy.http import Response
     from twisted.python.failure import Failure
 
@@ -33,16 +31,8 @@ DEFAULT_MAX_PAGES = 20
 HTML = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
 
 
-def source_kwargs(crawler: Crawler, name: str, kwargs: dict[str, Any]) -> None:
-    """Fills a page spider's arguments from `sources.<name>` (urls, base_url, follow_links, max_pages)."""
-    source = murmur_settings(crawler).sources.get(name)
-    if source is not None:
-        kwargs.setdefault("urls", list(source.urls))
-        kwargs.setdefault("base_url", source.base_url)
-        kwargs.setdefault("follow_links", source.follow_links)
-        kwargs.setdefault("max_pages", source.max_pages)
-    if crawler.settings.getint("MURMUR_MAX_PAGES"):  # `murmur crawl --max-pages N`
-        kwargs["max_pages"] = crawler.settings.getint("MURMUR_MAX_PAGES")
+# What a page spider takes from `sources.<name>` (crawler/spiders/base.py: MurmurSpider.config_keys).
+PAGE_CONFIG_KEYS = ("urls", "base_url", "follow_links", "max_pages")
 
 
 def rebased(url: str, base_url: str | None, hosts: Collection[str]) -> str:
@@ -70,7 +60,7 @@ class ParsedPage(Protocol):
     post: Post | None
 
 
-class PageSpider(scrapy.Spider):
+class PageSpider(MurmurSpider):
     """A spider of public pages, one plain GET each; the subclass names the platform and parses a page."""
 
     platform: str  # what the runner counts failures against: the platform, one "instance"
@@ -81,6 +71,7 @@ class PageSpider(scrapy.Spider):
     linked_what: str  # what links lead to, in the "nothing to fetch" line: "TikTok videos"
     page_id: Callable[[str], str | None]  # the page id in a URL, or None (a staticmethod)
     outputs: tuple[str, ...] = ("posts",)  # tally keys that count posts, not problems
+    config_keys = PAGE_CONFIG_KEYS
 
     def __init__(
         self,
@@ -94,7 +85,7 @@ class PageSpider(scrapy.Spider):
         # `scrapy crawl <name> -a urls=https://...,... -a follow_links=false` passes strings.
         self.urls = list(dict.fromkeys(as_list(urls)))
         self.base_url = base_url.rstrip("/") if base_url else None
-        self.follow_links = follow_links if isinstance(follow_links, bool) else follow_links.lower() in ("1", "true")
+        self.follow_links = as_bool(follow_links)
         self.max_pages = max(1, int(max_pages))
         self.instances = [self.platform]
         self.failures: dict[str, str] = {}
@@ -102,16 +93,6 @@ class PageSpider(scrapy.Spider):
         self.answered = False  # some page gave a post, or a definite "this page is gone"
         self.blocks: Counter[str] = Counter()  # why pages were blocked
         self.tally: Counter[str] = Counter()  # posts, unavailable, malformed, errors
-
-    @property
-    def _log(self) -> logging.Logger:
-        # The subclass's module logger, so log records keep the names they had before this class existed.
-        return logging.getLogger(type(self).__module__)
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> PageSpider:
-        source_kwargs(crawler, cls.name, kwargs)
-        return super().from_crawler(crawler, *args, **kwargs)
 
     async def start(self) -> AsyncIterator[Any]:
         for target in self._targets():
@@ -150,10 +131,11 @@ class PageSpider(scrapy.Spider):
 
     def _linked(self, seen: set[str]) -> list[Target]:
         from murmur.crawler.links import linked_urls
+        from murmur.store.crawl_state import cursors
         from murmur.store.db import connect
 
         with connect(database_url(self.crawler)) as conn:
-            done = {q for (q,) in conn.execute("SELECT query FROM crawl_state WHERE source = %s", (self.name,))}
+            done = set(cursors(conn, self.name))
             # Ask for enough links that the ones already seen cannot crowd out the new ones.
             found = linked_urls(conn, source=self.name, pattern=self.link_pattern,
                                 limit=self.max_pages + len(done) + len(seen))
@@ -244,10 +226,10 @@ class PageSpider(scrapy.Spider):
     # --- failures ---------------------------------------------------------------------------------
 
     def failed(self, failure: Failure) -> Iterator[Any]:
-        meta = failure.request.meta
+        meta = failed_request(failure).meta
         kind, reason = describe_failure(failure)
-        if failure.check(HttpError):
-            status = failure.value.response.status
+        status = error_status(failure)
+        if status is not None:
             if status in (401, 403):  # the WAF's refusal
                 yield from self._blocked(meta, f"HTTP {status}")
                 return

@@ -35,10 +35,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import time
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 import scrapy
@@ -48,16 +47,18 @@ from w3lib.http import basic_auth_header
 from murmur.crawler.items import CursorUpdate
 from murmur.crawler.parsers import ParseError
 from murmur.crawler.parsers.reddit import parse_comments, parse_error, parse_listing, parse_token
-from murmur.crawler.pipelines import database_url, murmur_settings
-from murmur.crawler.spiders.common import as_list, describe_failure
+from murmur.crawler.spiders.base import MurmurSpider
+from murmur.crawler.spiders.common import UNREACHABLE, as_bool, as_list, failed_request
 
 if TYPE_CHECKING:
-    from scrapy.crawler import Crawler
     from scrapy.http import Response
     from scrapy.settings import BaseSettings
     from twisted.python.failure import Failure
 
+    from murmur.config import Settings, SourceSettings
+
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_BASE_URL = "https://www.reddit.com"
 OAUTH_HOST = "https://oauth.reddit.com"
@@ -78,14 +79,12 @@ RATELIMIT_MAX_WAIT = 600.0
 # Error statuses the callbacks read themselves (the body says whether a subreddit is private, or
 # the token is refused); 429 and 5xx go through Retry-After and Scrapy's retries first.
 HANDLED_STATUSES = [400, 401, 403, 404]
-# Failures meaning the host was not reached at all (describe_failure's kinds).
-_UNREACHABLE = ("dns", "refused", "timeout")
 
 
-def credentials(environ: os._Environ[str] | dict[str, str] | None = None) -> tuple[str | None, str | None]:
-    """(client id, client secret) from the environment, each None when unset or blank."""
-    env = os.environ if environ is None else environ
-    return (env.get(CLIENT_ID_VAR, "").strip() or None, env.get(CLIENT_SECRET_VAR, "").strip() or None)
+def credentials(values: dict[str, str]) -> tuple[str | None, str | None]:
+    """(client id, client secret) from the source's credentials (config: MURMUR_REDDIT_CLIENT_ID and
+    MURMUR_REDDIT_CLIENT_SECRET), each None when unset or blank."""
+    return (values.get("client_id", "").strip() or None, values.get("client_secret", "").strip() or None)
 
 
 def api_base(base_url: str) -> str:
@@ -94,8 +93,9 @@ def api_base(base_url: str) -> str:
     return OAUTH_HOST if host == "reddit.com" or host.endswith(".reddit.com") else base_url
 
 
-class RedditSpider(scrapy.Spider):
+class RedditSpider(MurmurSpider):
     name = "reddit"
+    config_keys = ("base_url", "subreddits", "comments", "max_pages")
 
     def __init__(
         self,
@@ -110,9 +110,9 @@ class RedditSpider(scrapy.Spider):
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self.queries = as_list(queries)
         self.subreddits = [s.strip().removeprefix("/").removeprefix("r/") for s in as_list(subreddits)]
-        self.comments = comments if isinstance(comments, bool) else str(comments).lower() in ("1", "true", "yes")
+        self.comments = as_bool(comments)
         self.max_pages = int(max_pages)
-        self.client_id, self.client_secret = credentials()
+        self.client_id, self.client_secret = credentials(self.credentials)
         self.oauth = bool(self.client_id and self.client_secret)
         self.api_url = api_base(self.base_url) if self.oauth else self.base_url
         self.instances = [self.api_url]
@@ -127,25 +127,21 @@ class RedditSpider(scrapy.Spider):
     @classmethod
     def update_settings(cls, settings: BaseSettings) -> None:
         super().update_settings(settings)
-        if not all(credentials()):
+        murmur = settings.get("MURMUR_SETTINGS")  # handed in by `murmur crawl`
+        if murmur is None:  # `scrapy crawl reddit`: loaded as the CLI would
+            from murmur.config import load_settings
+
+            murmur = load_settings()
+        source = murmur.sources.get("reddit")
+        if not all(credentials(source.credentials if source else {})):
             # The public listings get a tenth of the OAuth rate; DOWNLOAD_DELAY is set per source by
             # the runner (config: sources.reddit.download_delay, the OAuth figure).
             priority = settings.getpriority("DOWNLOAD_DELAY") or 0
             settings.set("DOWNLOAD_DELAY", settings.getfloat("DOWNLOAD_DELAY") * PUBLIC_SLOWDOWN, priority=priority)
 
     @classmethod
-    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> RedditSpider:
-        settings = murmur_settings(crawler)
-        source = settings.sources.get("reddit")
-        if source is not None:
-            kwargs.setdefault("base_url", source.base_url or DEFAULT_BASE_URL)
-            kwargs.setdefault("queries", list(source.tags) or list(settings.terms))
-            kwargs.setdefault("subreddits", list(source.subreddits))
-            kwargs.setdefault("comments", source.comments)
-            kwargs.setdefault("max_pages", crawler.settings.getint("MURMUR_MAX_PAGES") or source.max_pages)
-        else:
-            kwargs.setdefault("queries", list(settings.terms))
-        return super().from_crawler(crawler, *args, **kwargs)
+    def config_arguments(cls, settings: Settings, source: SourceSettings) -> dict[str, Any]:
+        return {**super().config_arguments(settings, source), "queries": list(source.tags) or list(settings.terms)}
 
     # --- start: credentials, then one search chain per (scope, query) ---------------------------
 
@@ -156,7 +152,7 @@ class RedditSpider(scrapy.Spider):
             self._fail(f"{present} is set but {missing} is not; set both (an app from "
                        "https://www.reddit.com/prefs/apps), or neither to read the public JSON listings")
             return
-        self.cursors = self._stored_cursors()
+        self.cursors = self.stored_cursors()
         if self.oauth:
             yield scrapy.FormRequest(
                 f"{self.base_url}/api/v1/access_token",
@@ -170,13 +166,6 @@ class RedditSpider(scrapy.Spider):
             return
         for request in self._first_searches():
             yield request
-
-    def _stored_cursors(self) -> dict[str, str]:
-        from murmur.store.db import connect
-
-        with connect(database_url(self.crawler)) as conn:
-            rows = conn.execute("SELECT query, cursor FROM crawl_state WHERE source = %s", (self.name,))
-            return {query: cursor for query, cursor in rows}
 
     def got_token(self, response: Response) -> Any:
         if response.status != 200:
@@ -249,21 +238,11 @@ class RedditSpider(scrapy.Spider):
     async def parse_search(self, response: Response) -> AsyncIterator[Any]:
         meta = response.meta
         scope, q = meta["scope"], meta["q"]
-        if response.status != 200:
-            self._refused(response, scope)
+        page = self._answer(response, scope, parse_listing, "page")
+        if page is None:
             return
-        self._note_rate_limit(response)
         stats = self.crawler.stats
-        try:
-            page = parse_listing(response.body)
-        except ParseError as err:
-            stats.inc_value("murmur/errors/malformed")
-            logger.warning("reddit: skipped a malformed page from %s (%s)", _without_query(response.url), err)
-            return
-        stats.inc_value("murmur/pages")
-        stats.inc_value("murmur/posts/parsed", len(page.posts))
-        if page.skipped:
-            stats.inc_value("murmur/posts/skipped_malformed", page.skipped)
+        self.count_page(len(page.posts), page.skipped)
         if page.removed:
             stats.inc_value("murmur/reddit/removed", page.removed)
 
@@ -293,22 +272,12 @@ class RedditSpider(scrapy.Spider):
             yield CursorUpdate(self.name, f"{scope}:{q}", _cursor_text(newest))
 
     async def parse_comment_tree(self, response: Response) -> AsyncIterator[Any]:
-        if response.status != 200:
-            self._refused(response, f"comments of {response.meta['submission']}")
+        page = self._answer(response, f"comments of {response.meta['submission']}", parse_comments, "comment tree")
+        if page is None:
             return
-        self._note_rate_limit(response)
         stats = self.crawler.stats
-        try:
-            page = parse_comments(response.body)
-        except ParseError as err:
-            stats.inc_value("murmur/errors/malformed")
-            logger.warning("reddit: skipped a malformed comment tree from %s (%s)", _without_query(response.url), err)
-            return
-        stats.inc_value("murmur/pages")
         stats.inc_value("murmur/reddit/comment_trees")
-        stats.inc_value("murmur/posts/parsed", len(page.posts))
-        if page.skipped:
-            stats.inc_value("murmur/posts/skipped_malformed", page.skipped)
+        self.count_page(len(page.posts), page.skipped)
         if page.removed:
             stats.inc_value("murmur/reddit/removed", page.removed)
         if page.more:
@@ -317,19 +286,28 @@ class RedditSpider(scrapy.Spider):
             yield post
 
     def failed(self, failure: Failure) -> None:
-        kind, reason = describe_failure(failure)
-        self.crawler.stats.inc_value(f"murmur/errors/{kind}")
+        kind, reason = self.count_failure(failure)
         if kind == "ignored" and "robots.txt" in reason:
             self._fail(f"{self.base_url}/robots.txt forbids the public JSON listings; set {CLIENT_ID_VAR} and "
                        f"{CLIENT_SECRET_VAR} to use Reddit's Data API (https://www.reddit.com/prefs/apps)")
-        elif kind in _UNREACHABLE or "access_token" in failure.request.url:
+        elif kind in UNREACHABLE or "access_token" in failed_request(failure).url:
             # The host cannot be reached (or no token came back): the source did not run.
             self.unreachable.setdefault(self.api_url, reason)
             self.failures.setdefault(self.api_url, reason)
         elif kind not in self._warned:  # an error after retries: counted, reported once a run
             self._warned.add(kind)
-            logger.warning("reddit: %s failed (%s); counted, the crawl goes on", _without_query(failure.request.url),
-                           reason)
+            url = _without_query(failed_request(failure).url)
+            logger.warning("reddit: %s failed (%s); counted, the crawl goes on", url, reason)
+
+    def _answer(self, response: Response, what: str, parse: Callable[[bytes], T], kind: str) -> T | None:
+        """The parsed body of a 200 answer; None for an error status (`_refused(response, what)`) or a body
+        that is no `kind` (counted as malformed)."""
+        if response.status != 200:
+            self._refused(response, what)
+            return None
+        self._note_rate_limit(response)
+        return self.parse_or_skip(lambda: parse(response.body), f"reddit: skipped a malformed {kind} from %s",
+                                  _without_query(response.url))
 
     # --- errors, rate limit ----------------------------------------------------------------
 

@@ -49,12 +49,13 @@ from murmur.crawler.parsers.rednote import (
     redirect_problem,
 )
 from murmur.crawler.pipelines import database_url
-from murmur.crawler.spiders.common import as_list, describe_failure
-from murmur.crawler.spiders.pages import rebased, source_kwargs
+from murmur.crawler.spiders.base import MurmurSpider
+from murmur.crawler.spiders.common import as_bool, as_list, describe_failure, header_text
+from murmur.crawler.spiders.pages import PAGE_CONFIG_KEYS, rebased
+from murmur.store.crawl_state import stored_ids
 
 if TYPE_CHECKING:
     import psycopg
-    from scrapy.crawler import Crawler
     from scrapy.http import Response
     from twisted.python.failure import Failure
 
@@ -74,16 +75,12 @@ MAX_REDIRECTS = 3
 # Redirects are read by the callback (never followed to another host); 461 is RedNote's own
 # "verification required" status (the tests of a MediaCrawler-based client answer captchas with it).
 _HANDLED = [301, 302, 303, 307, 308, 403, 461]
-_UNREACHABLE = ("dns", "refused", "timeout")
 _HEADERS = {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5", "Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"}
 
 
-def _bool(value: bool | str) -> bool:
-    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes")
-
-
-class RedNoteSpider(scrapy.Spider):
+class RedNoteSpider(MurmurSpider):
     name = "rednote"
+    config_keys = PAGE_CONFIG_KEYS
 
     def __init__(
         self,
@@ -97,7 +94,7 @@ class RedNoteSpider(scrapy.Spider):
         # `scrapy crawl rednote -a urls=https://...,https://... -a follow_links=false` passes strings.
         self.urls = list(dict.fromkeys(as_list(urls)))
         self.base_url = base_url.rstrip("/") if base_url else None
-        self.follow_links = _bool(follow_links)
+        self.follow_links = as_bool(follow_links)
         self.max_pages = max(1, int(max_pages))
         self.site = urlsplit(self.base_url or REAL_BASE).netloc
         # For the runner (crawler/runner.py `_outcome`): one site; it fails when nothing usable came back.
@@ -116,11 +113,6 @@ class RedNoteSpider(scrapy.Spider):
         self.errors: Counter[str] = Counter()
         self.robots_forbidden = 0
 
-    @classmethod
-    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> RedNoteSpider:
-        source_kwargs(crawler, "rednote", kwargs)
-        return super().from_crawler(crawler, *args, **kwargs)
-
     # --- planning ---
 
     async def start(self) -> AsyncIterator[Any]:
@@ -129,11 +121,11 @@ class RedNoteSpider(scrapy.Spider):
 
     def _plan(self) -> Iterator[scrapy.Request]:
         """Configured pages first (always fetched), then links found in other sources' posts."""
+        from murmur.store.crawl_state import cursors
         from murmur.store.db import connect
 
         with connect(database_url(self.crawler)) as conn:
-            rows = conn.execute("SELECT query, cursor FROM crawl_state WHERE source = %s", (self.name,))
-            self.stored_state = {query: cursor for query, cursor in rows}
+            self.stored_state = cursors(conn, self.name)
             notes: list[tuple[str, str]] = []
             shorts: list[tuple[str, str]] = []
             if self.follow_links:
@@ -269,7 +261,7 @@ class RedNoteSpider(scrapy.Spider):
             yield from self._request(url, listed_ref)
 
     def _redirected(self, response: Response, ref: PageRef) -> Iterator[Any]:
-        location = response.headers.get("Location", b"").decode("latin-1").strip()
+        location = header_text(response, "Location").strip()
         if not location:
             self._malformed(response.url, f"HTTP {response.status} without a Location")
             return
@@ -393,5 +385,4 @@ def _stored_ids(conn: psycopg.Connection, source: str, ids: Iterable[str]) -> se
     wanted = list(dict.fromkeys(ids))
     if not wanted:
         return set()
-    rows = conn.execute("SELECT source_id FROM posts WHERE source = %s AND source_id = ANY(%s)", (source, wanted))
-    return {row[0] for row in rows}
+    return stored_ids(conn, source, wanted)

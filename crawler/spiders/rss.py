@@ -19,16 +19,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import scrapy
-from scrapy.spidermiddlewares.httperror import HttpError
 
 from murmur.crawler.items import CursorUpdate
 from murmur.crawler.parsers import ParseError
 from murmur.crawler.parsers.rss import parse_feed
-from murmur.crawler.pipelines import database_url, murmur_settings
-from murmur.crawler.spiders.common import as_list, describe_failure
+from murmur.crawler.spiders.base import MurmurSpider
+from murmur.crawler.spiders.common import as_list, error_status, failed_request, header_text
 
 if TYPE_CHECKING:
-    from scrapy.crawler import Crawler
     from scrapy.http import Response
     from twisted.python.failure import Failure
 
@@ -59,8 +57,9 @@ def validators(cursor: str | None) -> dict[str, str]:
     return headers
 
 
-class RssSpider(scrapy.Spider):
+class RssSpider(MurmurSpider):
     name = "rss"
+    config_keys = ("feeds",)
 
     def __init__(self, feeds: list[str] | str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -70,19 +69,12 @@ class RssSpider(scrapy.Spider):
         self.instances = list(self.feeds)
         self.failures: dict[str, str] = {}
 
-    @classmethod
-    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> RssSpider:
-        source = murmur_settings(crawler).sources.get("rss")
-        if source is not None:
-            kwargs.setdefault("feeds", list(source.feeds))
-        return super().from_crawler(crawler, *args, **kwargs)
-
     async def start(self) -> AsyncIterator[Any]:
         if not self.feeds:
             self.failures["feeds"] = "no feeds configured; list feed URLs in sources.rss.feeds"
             logger.error("rss: no feeds configured; list feed URLs in sources.rss.feeds")
             return
-        cursors = self._stored_cursors()
+        cursors = self.stored_cursors()
         for url in self.feeds:
             yield scrapy.Request(
                 url,
@@ -93,13 +85,6 @@ class RssSpider(scrapy.Spider):
                 meta={"feed": url, "handle_httpstatus_list": [304]},
             )
 
-    def _stored_cursors(self) -> dict[str, str]:
-        from murmur.store.db import connect
-
-        with connect(database_url(self.crawler)) as conn:
-            rows = conn.execute("SELECT query, cursor FROM crawl_state WHERE source = %s", (self.name,))
-            return {query: cursor for query, cursor in rows}
-
     def parse(self, response: Response) -> Iterator[Any]:
         url = response.meta["feed"]
         stats = self.crawler.stats
@@ -107,7 +92,7 @@ class RssSpider(scrapy.Spider):
             stats.inc_value("murmur/feeds/not_modified")
             return
         headers = {
-            name: response.headers.get(name, b"").decode("latin-1")
+            name: header_text(response, name)
             for name in ("Content-Type", "Content-Language")
             if response.headers.get(name)
         }
@@ -118,27 +103,26 @@ class RssSpider(scrapy.Spider):
             self.failures.setdefault(url, f"not a feed ({err})")
             logger.warning("rss: skipped %s: %s", url, err)
             return
-        stats.inc_value("murmur/pages")
-        stats.inc_value("murmur/posts/parsed", len(result.posts))
-        if result.skipped:
-            stats.inc_value("murmur/posts/skipped_malformed", result.skipped)
+        self.query_results["ok"] += 1
+        self.count_page(len(result.posts), result.skipped)
         yield from result.posts
         # After the posts, so the store commits them first: the next run asks "anything newer?".
         cursor = {
-            "etag": response.headers.get("ETag", b"").decode("latin-1") or None,
-            "last_modified": response.headers.get("Last-Modified", b"").decode("latin-1") or None,
+            "etag": header_text(response, "ETag") or None,
+            "last_modified": header_text(response, "Last-Modified") or None,
         }
         yield CursorUpdate(self.name, url, json.dumps(cursor, sort_keys=True))
 
     def failed(self, failure: Failure) -> None:
-        url = failure.request.meta.get("feed", failure.request.url)
-        kind, reason = describe_failure(failure)
-        self.crawler.stats.inc_value(f"murmur/errors/{kind}")
-        if failure.check(HttpError) and failure.value.response.status in (401, 403):
+        request = failed_request(failure)
+        url = request.meta.get("feed", request.url)
+        kind, reason = self.count_failure(failure)
+        status = error_status(failure)
+        if status in (401, 403):
             # Per feed, not per source: one feed's host refusing us says nothing about the others.
             reason = f"{reason}, forbidden (a login wall, or the host blocks crawlers)"
             logger.error("rss: %s refused access (%s); check the URL in a browser or remove it from "
-                         "sources.rss.feeds", url, failure.value.response.status)
+                         "sources.rss.feeds", url, status)
         self.failures.setdefault(url, reason)
 
     def closed(self, reason: str) -> None:

@@ -32,14 +32,12 @@ pages instead; it is used only when set.
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import scrapy
-from scrapy.spidermiddlewares.httperror import HttpError
 
 from murmur.crawler.items import CursorUpdate
 from murmur.crawler.links import linked_urls
@@ -51,14 +49,16 @@ from murmur.crawler.parsers.threads import (
     shortcode_of,
     shortcode_to_pk,
 )
-from murmur.crawler.pipelines import database_url, murmur_settings
-from murmur.crawler.spiders.common import as_list, describe_failure
+from murmur.crawler.pipelines import database_url
+from murmur.crawler.spiders.common import as_list, describe_failure, error_response, failed_request
 from murmur.crawler.spiders.meta_graph import GraphApiSpider
+from murmur.store.crawl_state import stored_ids
 
 if TYPE_CHECKING:
-    from scrapy.crawler import Crawler
     from scrapy.http import Response
     from twisted.python.failure import Failure
+
+    from murmur.config import Settings, SourceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -88,15 +88,11 @@ _HINTS = {
 }
 
 
-def access_token(environ: os._Environ[str] | dict[str, str] | None = None) -> str | None:
-    env = os.environ if environ is None else environ
-    return env.get(TOKEN_VAR, "").strip() or None
-
-
 class ThreadsSpider(GraphApiSpider):
     name = "threads"
     api = "the Threads API"
     hints = _HINTS
+    config_keys = ("base_url", "urls", "follow_links", "max_pages")
 
     def __init__(
         self,
@@ -114,8 +110,9 @@ class ThreadsSpider(GraphApiSpider):
         self.follow_links = (follow_links if isinstance(follow_links, bool)
                              else str(follow_links).lower() in ("1", "true", "yes"))
         self.max_pages = max(1, int(max_pages))
-        self.token = access_token()
-        self.pages_url = (os.environ.get(PAGES_VAR) or "").strip().rstrip("/") or None
+        self.token = self.credentials.get("access_token")  # config: MURMUR_THREADS_ACCESS_TOKEN
+        # Config: MURMUR_THREADS_PAGES_URL, a mirror of saved pages standing in for the real hosts.
+        self.pages_url = self.environment.get("pages_url", "").rstrip("/") or None
         self.instances = [self.base_url]  # what the runner counts failures against
         self.failures: dict[str, str] = {}
         self.cursors: dict[str, str] = {}
@@ -128,19 +125,8 @@ class ThreadsSpider(GraphApiSpider):
         self._warned: set[str] = set()
 
     @classmethod
-    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> ThreadsSpider:
-        settings = murmur_settings(crawler)
-        source = settings.sources.get("threads")
-        if source is not None:
-            kwargs.setdefault("base_url", source.base_url or DEFAULT_BASE_URL)
-            kwargs.setdefault("queries", list(source.tags) or list(settings.terms))
-            kwargs.setdefault("urls", list(source.urls))
-            kwargs.setdefault("follow_links", source.follow_links)
-            kwargs.setdefault("max_pages", source.max_pages)
-        kwargs.setdefault("queries", list(settings.terms))
-        if crawler.settings.getint("MURMUR_MAX_PAGES"):  # `murmur crawl --max-pages N`
-            kwargs["max_pages"] = crawler.settings.getint("MURMUR_MAX_PAGES")
-        return super().from_crawler(crawler, *args, **kwargs)
+    def config_arguments(cls, settings: Settings, source: SourceSettings) -> dict[str, Any]:
+        return {**super().config_arguments(settings, source), "queries": list(source.tags) or list(settings.terms)}
 
     async def start(self) -> AsyncIterator[Any]:
         if not self.token:
@@ -148,7 +134,8 @@ class ThreadsSpider(GraphApiSpider):
                        "threads_basic and threads_keyword_search permissions "
                        "(https://developers.facebook.com/docs/threads/keyword-search)")
             return
-        self.cursors = self._stored_cursors()
+        # A cursor is a Unix time; anything else is not ours, and the query starts over.
+        self.cursors = {q: c for q, c in self.stored_cursors().items() if c.isascii() and c.isdigit()}
         pages = self._pages_to_fetch()
         # Queries go one after another (the next once the previous is paged through), so a refused
         # token stops the source after one request instead of one per query.
@@ -156,14 +143,6 @@ class ThreadsSpider(GraphApiSpider):
             yield request
         for url in pages:
             yield self._page(url)
-
-    def _stored_cursors(self) -> dict[str, str]:
-        from murmur.store.db import connect
-
-        with connect(database_url(self.crawler)) as conn:
-            rows = conn.execute("SELECT query, cursor FROM crawl_state WHERE source = %s", (self.name,))
-            # A cursor is a Unix time; anything else is not ours, and the query starts over.
-            return {query: cursor for query, cursor in rows if cursor.isascii() and cursor.isdigit()}
 
     def _pages_to_fetch(self) -> list[str]:
         """The pages in ``urls`` (always), then linked post pages not stored yet, newest links first."""
@@ -176,9 +155,7 @@ class ThreadsSpider(GraphApiSpider):
             found = linked_urls(conn, source=self.name, pattern=POST_LINK)
             # Page posts are stored under their pk; the link carries the shortcode, which encodes it.
             pks = {code: shortcode_to_pk(code) for _, code in found}
-            rows = conn.execute("SELECT source_id FROM posts WHERE source = %s AND source_id = ANY(%s)",
-                                (self.name, [pk for pk in pks.values() if pk]))
-            stored = {source_id for (source_id,) in rows}
+            stored = stored_ids(conn, self.name, [pk for pk in pks.values() if pk])
         seen = {shortcode_of(url) for url in pages}
         linked = 0
         for url, code in found:
@@ -227,12 +204,9 @@ class ThreadsSpider(GraphApiSpider):
             self._api_error(response, f"q:{q}", "threads: the search for %r failed (%s); the next run asks again", q)
             yield from self._query(index + 1)
             return
-        try:
-            page = parse_keyword_search(response.body)
-        except ParseError as err:
-            # The cursor stays where it was, so the next run asks for this query's posts again.
-            stats.inc_value("murmur/errors/malformed")
-            logger.warning("threads: skipped a malformed search page for %r (%s)", q, err)
+        page = self.parse_or_skip(lambda: parse_keyword_search(response.body),
+                                  "threads: skipped a malformed search page for %r", q)
+        if page is None:
             yield from self._query(index + 1)
             return
         newest = self._took(page, meta["newest"])
@@ -256,7 +230,7 @@ class ThreadsSpider(GraphApiSpider):
 
     def search_failed(self, failure: Failure) -> Iterator[scrapy.Request]:
         if self._request_failed(failure, "a search request"):
-            yield from self._query(failure.request.meta["index"] + 1)
+            yield from self._query(failed_request(failure).meta["index"] + 1)
 
     # --- post pages ----------------------------------------------------------------------------
 
@@ -280,8 +254,7 @@ class ThreadsSpider(GraphApiSpider):
             page = parse_post_page(response.body, response.url)
         except ParseError as err:
             self.unreadable += 1
-            stats.inc_value("murmur/errors/malformed")
-            logger.warning("threads: skipped an unreadable post page %s (%s)", response.meta["page"], err)
+            self.skip_malformed("threads: skipped an unreadable post page %s", response.meta["page"], err=err)
             return
         if page.blocked:
             self._count_blocked(page.blocked)
@@ -291,8 +264,8 @@ class ThreadsSpider(GraphApiSpider):
 
     def page_failed(self, failure: Failure) -> None:
         kind, reason = describe_failure(failure)
-        request = failure.request
-        response = getattr(failure.value, "response", None)
+        request = failed_request(failure)
+        response = error_response(failure)
         where = urlsplit(response.url if response is not None else request.url).path.lower()
         if where.startswith(_LOGIN_PATHS) or where.startswith(_CHALLENGE_PATHS):
             # Redirected to a login or challenge page that itself answered an error (or is off limits).
@@ -303,7 +276,7 @@ class ThreadsSpider(GraphApiSpider):
             self._count_blocked("robots.txt")
             return
         self.crawler.stats.inc_value(f"murmur/errors/{kind}")
-        if failure.check(HttpError):
+        if response is not None:
             self.pages_fetched += 1
         self._warn(f"page:{kind}", "threads: a post page failed (%s: %s); counted, the crawl goes on",
                    request.meta.get("page", request.url), reason)

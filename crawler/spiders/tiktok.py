@@ -43,7 +43,7 @@ from murmur.crawler.parsers.tiktok import (
     parse_video_page,
     video_id_from_url,
 )
-from murmur.crawler.spiders.common import describe_failure
+from murmur.crawler.spiders.common import describe_failure, failed_request
 from murmur.crawler.spiders.pages import PageSpider, now
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ class TikTokSpider(PageSpider):
         kind, _ = describe_failure(failure)
         self.crawler.stats.inc_value(f"murmur/oembed/{kind}")
         # oEmbed answers 400/404 for a video it does not embed (removed, private).
-        yield from self._settled(failure.request.meta)
+        yield from self._settled(failed_request(failure).meta)
 
     def _settled(self, meta: dict[str, Any]) -> Iterator[CursorUpdate]:
         """An unavailable video that oEmbed does not give either: remembered, so links to it are not

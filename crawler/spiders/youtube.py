@@ -27,7 +27,6 @@ Incremental: per query, the cursor is the newest ``publishedAt`` seen, sent back
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -37,15 +36,16 @@ import scrapy
 from scrapy.exceptions import CloseSpider
 
 from murmur.crawler.items import CursorUpdate
-from murmur.crawler.parsers import ParseError, iso_datetime
+from murmur.crawler.parsers import iso_datetime
 from murmur.crawler.parsers.youtube import ApiError, parse_comment_threads, parse_error, parse_search
-from murmur.crawler.pipelines import database_url, murmur_settings
-from murmur.crawler.spiders.common import describe_failure
+from murmur.crawler.spiders.base import MurmurSpider
+from murmur.crawler.spiders.common import UNREACHABLE, as_bool, error_response, failed_request
 
 if TYPE_CHECKING:
-    from scrapy.crawler import Crawler
     from scrapy.http import Response
     from twisted.python.failure import Failure
+
+    from murmur.config import Settings, SourceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +70,6 @@ _STOPPING_DETAILS = {"API_KEY_INVALID", "API_KEY_EXPIRED", "SERVICE_DISABLED", "
 # permissions" for that thread, e.g. a video made private since it was found).
 _VIDEO_ONLY_REASONS = {"commentsDisabled", "videoNotFound", "commentThreadNotFound", "processingFailure", "forbidden"}
 HANDLED_STATUSES = [400, 401, 403, 404]
-_UNREACHABLE = ("dns", "refused", "timeout")
-
-
-def api_key(environ: os._Environ[str] | dict[str, str] | None = None) -> str | None:
-    env = os.environ if environ is None else environ
-    return env.get(KEY_VAR, "").strip() or None
 
 
 def default_queries(terms: list[str]) -> list[str]:
@@ -84,8 +78,9 @@ def default_queries(terms: list[str]) -> list[str]:
     return ["|".join(f'"{t}"' if any(c.isspace() for c in t) else t for t in terms)] if terms else []
 
 
-class YouTubeSpider(scrapy.Spider):
+class YouTubeSpider(MurmurSpider):
     name = "youtube"
+    config_keys = ("base_url", "comments", "max_pages")
 
     def __init__(
         self,
@@ -99,9 +94,9 @@ class YouTubeSpider(scrapy.Spider):
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         # `-a queries=...` passes one string; a query may itself hold commas, so only lists split.
         self.queries = [queries] if isinstance(queries, str) else list(queries or [])
-        self.comments = comments if isinstance(comments, bool) else str(comments).lower() in ("1", "true", "yes")
+        self.comments = as_bool(comments)
         self.max_pages = int(max_pages)
-        self.key = api_key()
+        self.key = self.credentials.get("api_key")  # config: MURMUR_YOUTUBE_API_KEY
         self.instances = [self.base_url]
         self.failures: dict[str, str] = {}
         self.unreachable: dict[str, str] = {}
@@ -110,33 +105,18 @@ class YouTubeSpider(scrapy.Spider):
         self._warned: set[str] = set()
 
     @classmethod
-    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> YouTubeSpider:
-        settings = murmur_settings(crawler)
-        source = settings.sources.get("youtube")
-        if source is not None:
-            kwargs.setdefault("base_url", source.base_url or DEFAULT_BASE_URL)
-            kwargs.setdefault("queries", list(source.tags) or default_queries(list(settings.terms)))
-            kwargs.setdefault("comments", source.comments)
-            kwargs.setdefault("max_pages", crawler.settings.getint("MURMUR_MAX_PAGES") or source.max_pages)
-        else:
-            kwargs.setdefault("queries", default_queries(list(settings.terms)))
-        return super().from_crawler(crawler, *args, **kwargs)
+    def config_arguments(cls, settings: Settings, source: SourceSettings) -> dict[str, Any]:
+        queries = list(source.tags) or default_queries(list(settings.terms))
+        return {**super().config_arguments(settings, source), "queries": queries}
 
     async def start(self) -> AsyncIterator[Any]:
         if not self.key:
             self._fail(f"{KEY_VAR} is not set; set it to an API key of a Google Cloud project with the YouTube "
                        "Data API v3 enabled (https://developers.google.com/youtube/v3/getting-started)")
             return
-        cursors = self._stored_cursors()
+        cursors = self.stored_cursors()
         for q in self.queries:
             yield self._search(q, cursor=cursors.get(q), page=1)
-
-    def _stored_cursors(self) -> dict[str, str]:
-        from murmur.store.db import connect
-
-        with connect(database_url(self.crawler)) as conn:
-            rows = conn.execute("SELECT query, cursor FROM crawl_state WHERE source = %s", (self.name,))
-            return {query: cursor for query, cursor in rows}
 
     # --- requests --------------------------------------------------------------------------
 
@@ -181,17 +161,11 @@ class YouTubeSpider(scrapy.Spider):
                 self._stop(error)  # a search refused is every search refused
             self._count_error(response, error, f"search {q!r}")
             return
-        stats = self.crawler.stats
-        try:
-            page = parse_search(response.body)
-        except ParseError as err:
-            stats.inc_value("murmur/errors/malformed")
-            logger.warning("youtube: skipped a malformed search page for %r (%s)", q, err)
+        page = self.parse_or_skip(lambda: parse_search(response.body),
+                                  "youtube: skipped a malformed search page for %r", q)
+        if page is None:
             return
-        stats.inc_value("murmur/pages")
-        stats.inc_value("murmur/posts/parsed", len(page.posts))
-        if page.skipped:
-            stats.inc_value("murmur/posts/skipped_malformed", page.skipped)
+        self.count_page(len(page.posts), page.skipped)
         yield from page.posts
 
         if self.comments:
@@ -226,26 +200,19 @@ class YouTubeSpider(scrapy.Spider):
                 self._stop(error)
             self._count_error(response, error, f"the comments of {video}")
             return
-        try:
-            page = parse_comment_threads(response.body)
-        except ParseError as err:
-            stats.inc_value("murmur/errors/malformed")
-            logger.warning("youtube: skipped a malformed comment page for %s (%s)", video, err)
+        comments = self.parse_or_skip(lambda: parse_comment_threads(response.body),
+                                      "youtube: skipped a malformed comment page for %s", video)
+        if comments is None:
             return
-        stats.inc_value("murmur/pages")
         stats.inc_value("murmur/youtube/comment_pages")
-        stats.inc_value("murmur/posts/parsed", len(page.posts))
-        if page.skipped:
-            stats.inc_value("murmur/posts/skipped_malformed", page.skipped)
-        yield from page.posts
+        self.count_page(len(comments.posts), comments.skipped)
+        yield from comments.posts
 
     def failed(self, failure: Failure) -> None:
-        kind, reason = describe_failure(failure)
-        self.crawler.stats.inc_value(f"murmur/errors/{kind}")
-        response = getattr(failure.value, "response", None)
-        if response is not None:  # an HTTP error after retries (429, 5xx): answered, so charged
-            self._spend(SEARCH_COST if "/search?" in failure.request.url else COMMENT_THREADS_COST)
-        if kind in _UNREACHABLE:
+        kind, reason = self.count_failure(failure)
+        if error_response(failure) is not None:  # an HTTP error after retries (429, 5xx): answered, so charged
+            self._spend(SEARCH_COST if "/search?" in failed_request(failure).url else COMMENT_THREADS_COST)
+        if kind in UNREACHABLE:
             self.unreachable.setdefault(self.base_url, reason)
             self.failures.setdefault(self.base_url, reason)
         elif kind not in self._warned:

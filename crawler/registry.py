@@ -1,0 +1,123 @@
+"""Every source murmur collects from, declared once: its spider, its config keys, its credentials, its
+limits and what it can do. The settings (config/settings.py), the crawl runner (crawler/runner.py),
+`murmur status` and the README's sources table read this; a test checks the README against it.
+
+Importing this module imports neither Scrapy nor any spider: `murmur crawl` start-up and the settings
+check read it. Adding a source: a spider module, a parser module, an entry here, fixtures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# What a source can do.
+SEARCH = "search"  # asks the platform for posts matching the terms
+PAGES = "pages"  # fetches public pages, configured or linked from other sources' posts
+ACCOUNTS = "accounts"  # reads the posts of configured accounts, feeds or subreddits
+STREAM = "stream"  # a long-lived connection (none crawls this way yet)
+IMPORT = "import"  # reads captures or dumps (none yet)
+
+MB = 1024 * 1024
+# Response size limits (Scrapy's DOWNLOAD_MAXSIZE and DOWNLOAD_WARNSIZE, applied to decompressed bodies
+# too): an API page of JSON is a few hundred kB at most, a platform's HTML page a few MB with its inline
+# state. Anything far above is not a page we can use (or a decompression bomb), so it is dropped and
+# counted as `murmur/errors/oversized`.
+API_LIMITS = (8 * MB, 2 * MB)
+PAGE_LIMITS = (16 * MB, 6 * MB)
+
+
+@dataclass(frozen=True)
+class SourceKey:
+    """A key only this source takes under `[sources.<name>]`; `kind` names the settings' converter."""
+
+    name: str
+    kind: str  # "bool", "str_list", "url_list" (config/settings.py: _KEY_KINDS)
+    help: str
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    spider: str  # "module:Class", imported only when a crawl needs it
+    capabilities: frozenset[str]
+    keys: tuple[SourceKey, ...] = ()
+    # Credential name -> its environment variable; read by the config layer into
+    # SourceSettings.credentials (only those set), never by a spider.
+    credentials: dict[str, str] = field(default_factory=dict)
+    # Other environment settings of this source that are not secrets (name -> variable).
+    environment: dict[str, str] = field(default_factory=dict)
+    # Keys that must not be empty while the source is enabled (the settings check says so at start):
+    # key -> (what to list, an example value).
+    required: dict[str, tuple[str, str]] = field(default_factory=dict)
+    limits: tuple[int, int] = API_LIMITS  # (DOWNLOAD_MAXSIZE, DOWNLOAD_WARNSIZE) in bytes
+
+    @property
+    def maxsize(self) -> int:
+        return self.limits[0]
+
+    @property
+    def warnsize(self) -> int:
+        return self.limits[1]
+
+
+_URLS = SourceKey("urls", "url_list", "page URLs to fetch every run (any http(s) host: saved pages can stand in)")
+_FOLLOW = SourceKey("follow_links", "bool", "also fetch pages of this platform linked from other sources' posts")
+
+SOURCES: dict[str, Source] = {
+    s.name: s
+    for s in (
+        Source("mastodon", "murmur.crawler.spiders.mastodon:MastodonSpider", frozenset({SEARCH}),
+               required={"instances": ("instance URL", '["https://mastodon.social"]')}),
+        Source("bluesky", "murmur.crawler.spiders.bluesky:BlueskySpider", frozenset({SEARCH, ACCOUNTS}),
+               keys=(SourceKey("accounts", "str_list", "handles whose posts are read (no credential needed)"),
+                     SourceKey("feeds", "str_list", "custom feed URIs whose posts are read (no credential needed)")),
+               credentials={"handle": "MURMUR_BLUESKY_HANDLE", "app_password": "MURMUR_BLUESKY_APP_PASSWORD"}),
+        Source("reddit", "murmur.crawler.spiders.reddit:RedditSpider", frozenset({SEARCH, ACCOUNTS}),
+               keys=(SourceKey("subreddits", "str_list", "search inside these subreddits instead of all of Reddit"),
+                     SourceKey("comments", "bool", "also read the comments of new submissions")),
+               credentials={"client_id": "MURMUR_REDDIT_CLIENT_ID", "client_secret": "MURMUR_REDDIT_CLIENT_SECRET"}),
+        Source("lemmy", "murmur.crawler.spiders.lemmy:LemmySpider", frozenset({SEARCH}),
+               required={"instances": ("instance URL", '["https://lemmy.world"]')}),
+        Source("hackernews", "murmur.crawler.spiders.hackernews:HackerNewsSpider", frozenset({SEARCH})),
+        Source("youtube", "murmur.crawler.spiders.youtube:YouTubeSpider", frozenset({SEARCH}),
+               keys=(SourceKey("comments", "bool", "also read the top-level comments of the videos found"),),
+               credentials={"api_key": "MURMUR_YOUTUBE_API_KEY"}),
+        Source("rss", "murmur.crawler.spiders.rss:RssSpider", frozenset({ACCOUNTS}),
+               keys=(SourceKey("feeds", "url_list", "RSS or Atom feed URLs (RSSHub routes too)"),),
+               limits=PAGE_LIMITS),
+        Source("rednote", "murmur.crawler.spiders.rednote:RedNoteSpider", frozenset({PAGES, ACCOUNTS}),
+               keys=(_URLS, _FOLLOW), limits=PAGE_LIMITS),
+        Source("tiktok", "murmur.crawler.spiders.tiktok:TikTokSpider", frozenset({PAGES}),
+               keys=(_URLS, _FOLLOW), limits=PAGE_LIMITS),
+        Source("lemon8", "murmur.crawler.spiders.lemon8:Lemon8Spider", frozenset({PAGES}),
+               keys=(_URLS, _FOLLOW), limits=PAGE_LIMITS),
+        Source("threads", "murmur.crawler.spiders.threads:ThreadsSpider", frozenset({SEARCH, PAGES}),
+               keys=(_URLS, _FOLLOW), credentials={"access_token": "MURMUR_THREADS_ACCESS_TOKEN"},
+               environment={"pages_url": "MURMUR_THREADS_PAGES_URL"}, limits=PAGE_LIMITS),
+        Source("instagram", "murmur.crawler.spiders.instagram:InstagramSpider", frozenset({SEARCH}),
+               credentials={"access_token": "MURMUR_INSTAGRAM_ACCESS_TOKEN", "user_id": "MURMUR_INSTAGRAM_USER_ID"}),
+    )
+}
+
+
+def source(name: str) -> Source:
+    """The registry entry of `name`; KeyError naming the known sources when there is none."""
+    try:
+        return SOURCES[name]
+    except KeyError:
+        raise KeyError(f"unknown source {name!r}; available sources: {', '.join(SOURCES)}") from None
+
+
+def credential_variables() -> dict[str, str]:
+    """Every credential's environment variable -> the source it belongs to."""
+    return {var: s.name for s in SOURCES.values() for var in s.credentials.values()}
+
+
+def read_environment(name: str, environ: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(credentials, other environment settings) of source `name` that are set and not blank."""
+    entry = SOURCES[name]
+
+    def read(names: dict[str, str]) -> dict[str, str]:
+        return {key: environ[var].strip() for key, var in names.items() if environ.get(var, "").strip()}
+
+    return read(entry.credentials), read(entry.environment)
