@@ -8,59 +8,12 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from psycopg import sql
-
 from murmur.reports.filters import STEP, Filters, floor_to
+from murmur.reports.series import post_scope
+from murmur.store.reports import PostScope, cooccurrence_counts, language_counts
 
 if TYPE_CHECKING:
     import psycopg
-
-# The posts a report covers, whatever their score: matched terms, range, source (and language).
-_MATCHED = """
-SELECT p.id, date_trunc(%(unit)s, p.created_at, 'UTC') AS period, p.terms, p.tags
-FROM posts p
-WHERE cardinality(p.terms) > 0
-  AND (%(from_at)s::timestamptz IS NULL OR p.created_at >= %(from_at)s)
-  AND (%(until_at)s::timestamptz IS NULL OR p.created_at < %(until_at)s)
-  AND (%(terms)s::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest(p.terms) t WHERE lower(t) = ANY (%(terms)s)))
-  AND (%(sources)s::text[] IS NULL OR p.source = ANY (%(sources)s))
-  AND (%(langs)s::text[] IS NULL OR lower(COALESCE(p.lang, 'und')) = ANY (%(langs)s))
-"""
-
-# A hashtag that is only a matched term written as a hashtag (#rednote on a RedNote post,
-# #tiktokrefugees on a "TikTok refugee" one) says nothing new, so it is left out. Other terms are
-# those besides the ones asked for (--term), or, with none asked for, any term that shares a post
-# with another.
-_COOCCURRENCE = """
-WITH matched AS ({matched}),
-totals AS (SELECT period, count(*) AS posts FROM matched GROUP BY 1),
-entries AS (
-    SELECT m.period, m.id, '#' || lower(tag) AS entry, 'tag' AS kind
-    FROM matched m CROSS JOIN LATERAL unnest(m.tags) AS tag
-    WHERE NOT EXISTS (
-        SELECT 1 FROM unnest(m.terms) AS t, lower(regexp_replace(t, '\\s+', '', 'g')) AS h
-        WHERE lower(tag) IN (h, h || 's')
-    )
-    UNION
-    SELECT m.period, m.id, t, 'term'
-    FROM matched m CROSS JOIN LATERAL unnest(m.terms) AS t
-    WHERE CASE WHEN %(terms)s::text[] IS NULL THEN cardinality(m.terms) > 1 ELSE lower(t) <> ALL (%(terms)s) END
-)
-SELECT t.period, t.posts, e.entry, e.kind, count(DISTINCT e.id)::int
-FROM totals t LEFT JOIN entries e ON e.period = t.period
-GROUP BY 1, 2, 3, 4
-ORDER BY 1, 5 DESC, 3
-"""
-
-_LANGUAGES = """
-WITH matched AS ({matched})
-SELECT m.period, p.source, count(*)::int,
-       (count(*) FILTER (WHERE lower(p.lang) = 'en' OR lower(p.lang) LIKE 'en-%%'))::int,
-       (count(*) FILTER (WHERE lower(p.lang) = 'zh' OR lower(p.lang) LIKE 'zh-%%'))::int
-FROM matched m JOIN posts p ON p.id = m.id
-GROUP BY 1, 2
-ORDER BY 1, 2
-"""
 
 
 @dataclass(frozen=True)
@@ -99,21 +52,18 @@ class LanguageMix:
                 "other_share": round(other, 4)}
 
 
-def _matched(f: Filters, *, with_previous: bool) -> tuple[sql.SQL, dict[str, Any]]:
-    params = f.params()
-    since = params["since_at"]
-    # one period more at the start, to tell what is new in the first one
-    params["from_at"] = floor_to(since, f.by) - STEP[f.by] if since and with_previous else since
-    return sql.SQL(_MATCHED), params
+def _with_previous(f: Filters) -> PostScope:
+    """The report's posts and one period more at the start, to tell what is new in the first one."""
+    scope = post_scope(f)
+    return replace(scope, since=floor_to(scope.since, f.by) - STEP[f.by]) if scope.since else scope
 
 
 def cooccurrence(conn: psycopg.Connection, f: Filters, *, top: int = 5) -> list[Cooccurrence]:
     """Per period, the `top` hashtags and other terms in the posts matching the tracked terms,
     most posts first, each flagged `new` when the period before had none of it."""
-    matched, params = _matched(f, with_previous=True)
     totals: dict[datetime, int] = {}
     counts: dict[datetime, dict[tuple[str, str], int]] = defaultdict(dict)
-    for period, total, entry, kind, n in conn.execute(sql.SQL(_COOCCURRENCE).format(matched=matched), params):
+    for period, total, entry, kind, n in cooccurrence_counts(conn, unit=f.by, scope=_with_previous(f)):
         totals[period] = total
         if entry is not None:
             counts[period][(entry, kind)] = n
@@ -136,5 +86,4 @@ def cooccurrence(conn: psycopg.Connection, f: Filters, *, top: int = 5) -> list[
 def language_mix(conn: psycopg.Connection, f: Filters) -> list[LanguageMix]:
     """Per period and source, how many posts are in English, in Chinese, and in anything else
     (unknown included). --lang does not narrow it: the mix is the point."""
-    matched, params = _matched(replace(f, langs=()), with_previous=False)
-    return [LanguageMix(*row) for row in conn.execute(sql.SQL(_LANGUAGES).format(matched=matched), params)]
+    return [LanguageMix(*row) for row in language_counts(conn, unit=f.by, scope=post_scope(replace(f, langs=())))]

@@ -1,5 +1,5 @@
 """`murmur status`: what the service did and will do, per job, read from the database alone (no
-service needs to be running: the job store table says when each job runs next)."""
+service needs to be running: it records when each job runs next in `job_schedule`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from murmur.crawler.registry import SOURCES
 from murmur.store.runs import recent_runs
 from murmur.store.status import (
     latest_runs,
@@ -14,6 +15,7 @@ from murmur.store.status import (
     posts_collected,
     scoring_models,
     scoring_throughput,
+    table_counts,
     unscored_backlog,
 )
 
@@ -27,11 +29,7 @@ NOT_SCHEDULED = "not scheduled"
 
 def gather(conn: psycopg.Connection, settings: Settings, *, limit: int = 10) -> dict[str, Any]:
     """Everything `murmur status` shows, as plain data (the JSON output)."""
-    counts = conn.execute(
-        "SELECT (SELECT count(*) FROM posts), (SELECT count(*) FROM sentiment_scores), "
-        "(SELECT count(*) FROM aggregates)"
-    ).fetchone()
-    assert counts is not None
+    counts = table_counts(conn)
     latest = latest_runs(conn)
     day = posts_collected(conn, hours=24)
     scheduled = next_run_times(conn)
@@ -42,17 +40,28 @@ def gather(conn: psycopg.Connection, settings: Settings, *, limit: int = 10) -> 
     for source in sorted(enabled | crawled | set(day)):
         job = f"crawl:{source}"
         jobs.append({"job": job, "source": source, "enabled": source in enabled, "last_run": _run(latest.get(job)),
-                     "posts_24h": day.get(source, 0), "next_run": _next(scheduled, job)})
+                     "posts_24h": day.get(source, 0), "next_run": _next(scheduled, job), **_declared(settings, source)})
     for job in ("score", "aggregate"):
         jobs.append({"job": job, "last_run": _run(latest.get(job)), "next_run": _next(scheduled, job)})
     return {
         "posts": counts[0], "scores": counts[1], "aggregate_rows": counts[2],
         "backlog": {"unscored_posts": unscored_backlog(conn, models), "models": models},
         "scorer": scoring_throughput(conn),
-        "service": "never ran on this database" if scheduled is None else "scheduled",
+        "service": "scheduled" if scheduled else "never ran on this database",
         "jobs": jobs,
-        "recent_runs": [_run(r) | {"job": r["job"]} for r in recent_runs(conn, limit)],
+        "recent_runs": [{**(_run(r) or {}), "job": r["job"]} for r in recent_runs(conn, limit)],
     }
+
+
+def _declared(settings: Settings, name: str) -> dict[str, Any]:
+    """What the source registry says of a source: how it collects, and which credential variables are unset."""
+    entry = SOURCES.get(name)
+    if entry is None:  # a source a newer murmur crawled into this database
+        return {}
+    configured = settings.sources.get(name)
+    have = configured.credentials if configured is not None else {}
+    return {"collects": sorted(entry.capabilities),
+            "credentials_unset": [var for key, var in entry.credentials.items() if key not in have]}
 
 
 def _run(row: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -67,8 +76,8 @@ def _run(row: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def _next(scheduled: dict[str, datetime | None] | None, job: str) -> datetime | str:
-    if scheduled is None or job not in scheduled:
+def _next(scheduled: dict[str, datetime | None], job: str) -> datetime | str:
+    if job not in scheduled:
         return NOT_SCHEDULED
     return scheduled[job] or "paused"
 
@@ -108,6 +117,10 @@ def render(status: dict[str, Any], fmt: str, *, database: str) -> str:
         lines.append("  ".join(cells).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
+    unset = [(j["job"], j["credentials_unset"]) for j in status["jobs"]
+             if j.get("enabled") and j.get("credentials_unset")]
+    for job, variables in unset:
+        lines.append(f"{job}: credentials not set: {', '.join(variables)} (README: Sources)")
     errors = [(j["job"], j["last_run"]["error"]) for j in status["jobs"] if j["last_run"] and j["last_run"]["error"]]
     for job, error in errors:
         lines.append(f"{job}: {error}")

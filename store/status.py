@@ -3,14 +3,12 @@ the service's restart decisions and its `/metrics` gauges."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import psycopg
-
-JOBSTORE_TABLE = "apscheduler_jobs"  # APScheduler's SQLAlchemy job store (scheduler/service.py)
 
 
 def latest_runs(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
@@ -25,10 +23,12 @@ def latest_runs(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
     return {row[0]: dict(zip(names, row, strict=True)) for row in cur.fetchall()}
 
 
-def last_successes(conn: psycopg.Connection) -> dict[str, datetime]:
-    """Job name -> when its latest successful run finished."""
+def last_successes(conn: psycopg.Connection, *, statuses: Sequence[str] = ("ok",)) -> dict[str, datetime]:
+    """Job name -> when its latest successful run finished (`statuses` count as success: the scheduler also
+    counts `partial`, a run that did its work but for some queries, as one not to repeat at once)."""
     rows = conn.execute(
-        "SELECT job, max(finished_at) FROM job_runs WHERE status = 'ok' AND finished_at IS NOT NULL GROUP BY job"
+        "SELECT job, max(finished_at) FROM job_runs WHERE status = ANY(%s) AND finished_at IS NOT NULL GROUP BY job",
+        (list(statuses),),
     ).fetchall()
     return {job: finished for job, finished in rows}
 
@@ -94,10 +94,40 @@ def scoring_throughput(conn: psycopg.Connection, runs: int = 20) -> dict[str, An
             "posts_per_second": round(posts / seconds, 1) if seconds else None, "last_at": last}
 
 
-def next_run_times(conn: psycopg.Connection) -> dict[str, datetime | None] | None:
-    """Job id -> its next run time from APScheduler's job store (None: paused); None when no
-    service has ever run on this database (the table does not exist)."""
-    if conn.execute("SELECT to_regclass(%s)", (JOBSTORE_TABLE,)).fetchone() == (None,):
-        return None
-    rows = conn.execute("SELECT id, next_run_time FROM apscheduler_jobs").fetchall()
-    return {job: datetime.fromtimestamp(ts, UTC) if ts is not None else None for job, ts in rows}
+def next_run_times(conn: psycopg.Connection) -> dict[str, datetime | None]:
+    """Job -> when it runs next (None: paused), as the service last recorded it (`record_next_runs`);
+    empty when no service has recorded its jobs on this database."""
+    return dict(conn.execute("SELECT job, next_run_at FROM job_schedule").fetchall())
+
+
+def record_next_runs(
+    conn: psycopg.Connection,
+    runs: Mapping[str, tuple[datetime | None, float]],
+    *,
+    drop_others: bool = False,
+) -> None:
+    """Record when each job runs next (None: paused) and its interval in seconds, for `murmur status`;
+    `drop_others` also forgets the jobs not named (no longer scheduled). Commits."""
+    with conn.transaction():
+        with conn.cursor() as cur:
+            cur.executemany(
+                """
+                INSERT INTO job_schedule (job, next_run_at, interval_seconds, updated_at)
+                VALUES (%s, %s, %s, now())
+                ON CONFLICT (job) DO UPDATE SET next_run_at = EXCLUDED.next_run_at,
+                    interval_seconds = EXCLUDED.interval_seconds, updated_at = EXCLUDED.updated_at
+                """,
+                [(job, when, float(seconds)) for job, (when, seconds) in runs.items()],
+            )
+        if drop_others:
+            conn.execute("DELETE FROM job_schedule WHERE job <> ALL (%s::text[])", (list(runs),))
+
+
+def table_counts(conn: psycopg.Connection) -> tuple[int, int, int]:
+    """(posts, sentiment scores, aggregate rows) stored."""
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM posts), (SELECT count(*) FROM sentiment_scores), "
+        "(SELECT count(*) FROM aggregates)"
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])

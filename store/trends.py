@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
 
 if TYPE_CHECKING:
     import psycopg
@@ -30,8 +32,8 @@ JOIN posts p ON p.id = c.post_id
 CROSS JOIN (VALUES ('hour', INTERVAL '1 hour'), ('day', INTERVAL '1 day')) AS b(size, step)
 """
 
-# A post weighs 1 + ln(1 + likes + reposts + replies) in `weighted_polarity` (the same formula as
-# migration 0003's backfill): reactions count, but a viral post does not drown the rest.
+# A post weighs murmur_engagement_weight(likes, reposts, replies) = 1 + ln(1 + likes + reposts + replies)
+# in `weighted_polarity` (migration 0004 defines it): reactions count, but a viral post does not drown the rest.
 _RECOMPUTE = """
 INSERT INTO aggregates AS a (bucket_size, bucket_start, source, term, lang, model,
                              posts, negative, neutral, positive, mean_polarity,
@@ -53,9 +55,8 @@ JOIN posts p
 JOIN sentiment_scores s ON s.post_id = p.id AND s.model = t.model
 CROSS JOIN LATERAL unnest(p.terms) AS term
 CROSS JOIN LATERAL (
-    SELECT COALESCE(p.likes, 0)::bigint + COALESCE(p.reposts, 0) + COALESCE(p.replies, 0) AS engagement,
-           1 + ln(1 + greatest(COALESCE(p.likes, 0)::bigint + COALESCE(p.reposts, 0)
-                               + COALESCE(p.replies, 0), 0)) AS weight
+    SELECT murmur_engagement(p.likes, p.reposts, p.replies) AS engagement,
+           murmur_engagement_weight(p.likes, p.reposts, p.replies) AS weight
 ) e
 GROUP BY t.bucket_size, t.bucket_start, p.source, term, COALESCE(p.lang, 'und'), s.model
 ON CONFLICT (bucket_size, bucket_start, source, term, lang, model) DO UPDATE SET
@@ -85,6 +86,7 @@ class AggregateRun:
     buckets: int  # (size, start, source, model) buckets recomputed
     rows: int  # aggregate rows written
     alerts: int = 0  # alerts the `detect` hook stored (new or updated)
+    detect_error: str | None = None  # why alert detection failed (the aggregates are stored all the same)
 
 
 def aggregate(
@@ -132,14 +134,16 @@ def aggregate(
             cur.execute(_RECOMPUTE)
             rows = cur.rowcount
             cur.execute(_DROP_STALE)
-        alerts = 0
+        alerts, detect_error = 0, None
         if detect is not None:
             try:
                 with conn.transaction():
                     alerts = detect(conn)
-            except Exception:
+            except Exception as err:  # any detector bug: the trends are kept, the run says it failed
                 logger.exception("alert detection failed; the aggregates are stored, these buckets go unchecked")
-    return AggregateRun(scores=int(scores_row[0]) if scores_row else 0, buckets=touched, rows=rows, alerts=alerts)
+                detect_error = f"alert detection failed: {type(err).__name__}: {err}"
+    return AggregateRun(scores=int(scores_row[0]) if scores_row else 0, buckets=touched, rows=rows, alerts=alerts,
+                        detect_error=detect_error)
 
 
 @dataclass(frozen=True)
@@ -184,30 +188,69 @@ def trend(
     if by not in ("hour", "day"):
         raise ValueError(f"by must be 'hour' or 'day', not {by!r}")
     if model is None:
-        row = conn.execute("SELECT model FROM aggregates ORDER BY updated_at DESC LIMIT 1").fetchone()
-        if row is None:
+        model = latest_model(conn)
+        if model is None:
             return []
-        model = row[0]
-    cur = conn.execute(
-        """
-        SELECT bucket_start, source, term, sum(posts)::int, sum(negative)::int, sum(neutral)::int,
-               sum(positive)::int, sum(mean_polarity * posts) / sum(posts)
-        FROM aggregates
-        WHERE bucket_size = %(by)s AND model = %(model)s
-          AND (%(since)s::timestamptz IS NULL OR bucket_start >= %(since)s)
-          AND (%(until)s::timestamptz IS NULL OR bucket_start < %(until)s)
-          AND (%(terms)s::text[] IS NULL OR lower(term) = ANY (%(terms)s))
-          AND (%(sources)s::text[] IS NULL OR source = ANY (%(sources)s))
-        GROUP BY bucket_start, source, term
-        ORDER BY bucket_start, source, term
-        """,
-        {
-            "by": by,
-            "model": model,
-            "since": since,
-            "until": until,
-            "terms": [t.lower() for t in terms] if terms else None,
-            "sources": sources or None,
-        },
-    )
-    return [TrendRow(*row) for row in cur.fetchall()]
+    rows = trend_series(conn, by=by, model=model, since=since, until=until, terms=terms, sources=sources)
+    return [TrendRow(*row) for row in rows]
+
+
+def latest_model(conn: psycopg.Connection) -> str | None:
+    """The model whose scores were aggregated last; None before any aggregation."""
+    row = conn.execute("SELECT model FROM aggregates ORDER BY updated_at DESC LIMIT 1").fetchone()
+    return str(row[0]) if row else None
+
+
+SERIES_DIMS = ("source", "term", "lang")
+
+# Languages and sources partition the aggregates, terms do not (a post matching two terms is in
+# both term rows): per term, or per (source, term), the aggregates can simply be summed.
+_SERIES = """
+SELECT {bucket} AS bucket_start, {dims}, sum(posts)::int, sum(negative)::int, sum(neutral)::int,
+       sum(positive)::int, sum(mean_polarity * posts) / sum(posts)
+FROM aggregates
+WHERE bucket_size = %(by)s AND model = %(model)s
+  AND (%(since)s::timestamptz IS NULL OR bucket_start >= %(since)s)
+  AND (%(until)s::timestamptz IS NULL OR bucket_start < %(until)s)
+  AND (%(terms)s::text[] IS NULL OR lower(term) = ANY (%(terms)s))
+  AND (%(sources)s::text[] IS NULL OR source = ANY (%(sources)s))
+  AND (%(langs)s::text[] IS NULL OR lower(lang) = ANY (%(langs)s))
+GROUP BY 1, {dims}
+ORDER BY 1, {dims}
+"""
+
+
+def trend_series(
+    conn: psycopg.Connection,
+    *,
+    by: str,
+    model: str,
+    dims: Sequence[str] = ("source", "term"),
+    weekly: bool = False,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    terms: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
+    langs: Sequence[str] | None = None,
+) -> list[tuple[Any, ...]]:
+    """(bucket_start, *dims, posts, negative, neutral, positive, mean_polarity) per `by` bucket
+    ('hour' or 'day'; `weekly` folds day buckets into ISO weeks) and series, oldest first.
+
+    `dims` names the series (of SERIES_DIMS); terms and languages are matched case-insensitively,
+    None (or empty) matches any.
+    """
+    unknown = [d for d in dims if d not in SERIES_DIMS]
+    if unknown or not dims:
+        raise ValueError(f"dims must be some of {', '.join(SERIES_DIMS)}, not {list(dims)!r}")
+    bucket = sql.SQL("date_trunc('week', bucket_start, 'UTC')" if weekly else "bucket_start")
+    query = sql.SQL(_SERIES).format(bucket=bucket, dims=sql.SQL(", ").join(sql.Identifier(d) for d in dims))
+    params = {
+        "by": by,
+        "model": model,
+        "since": since,
+        "until": until,
+        "terms": [t.lower() for t in terms] if terms else None,
+        "sources": list(sources) if sources else None,
+        "langs": [lang.lower() for lang in langs] if langs else None,
+    }
+    return conn.execute(query, params).fetchall()

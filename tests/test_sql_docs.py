@@ -1,5 +1,6 @@
 """The SQL people run by hand: migration 0003 on an existing database, the views' columns and rows,
-and every ```sql block of docs/sql.md run against a migrated database with a few rows."""
+the engagement functions (0004), and every ```sql block of docs/sql.md run against a migrated database
+with a few rows."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from murmur.store.db import connect
 from murmur.store.migrate import available_migrations, migrate
 from murmur.store.posts import upsert_posts
 from murmur.store.runs import finish_run, start_run
+from murmur.store.status import record_next_runs
 from murmur.store.trends import aggregate
 from tests.conftest import REPO
 
@@ -67,6 +69,8 @@ def seed(conn: psycopg.Connection) -> None:
     finish_run(conn, start_run(conn, "crawl:mastodon"), status="ok", stats={"murmur/posts/new": 4})
     finish_run(conn, start_run(conn, "crawl:bluesky"), status="failed", error="HTTP 401: check the app password")
     finish_run(conn, start_run(conn, "aggregate"), status="ok")
+    record_next_runs(conn, {"crawl:mastodon": (T0 + timedelta(hours=1), 3600.0), "crawl:bluesky": (None, 1800.0),
+                            "score": (T0, 60.0), "aggregate": (T0 + timedelta(minutes=30), 900.0)})
     with conn.transaction():
         store_alerts(conn, [
             AlertRow("volume_spike", "hour", T0, "mastodon", "RedNote", MODEL, 40, 2, 9.5,
@@ -99,6 +103,24 @@ def test_every_sql_block_in_the_docs_runs_and_returns_rows(conn: psycopg.Connect
         with conn.transaction():
             rows = conn.execute(statement).fetchall()
         assert rows, f"no rows from docs/sql.md block {index}:\n{statement}"
+
+
+def test_the_engagement_functions_count_a_missing_figure_as_zero(conn: psycopg.Connection) -> None:
+    cases = [((None, None, None), 0), ((120, 1, None), 121), ((None, 2, 3), 5), ((-7, 0, 0), -7)]
+    for (likes, reposts, replies), engagement in cases:
+        row = conn.execute("SELECT murmur_engagement(%s, %s, %s), murmur_engagement_weight(%s, %s, %s)",
+                           (likes, reposts, replies) * 2).fetchone()
+        assert row is not None and row[0] == engagement
+        assert row[1] == pytest.approx(1 + math.log(1 + max(engagement, 0)), abs=1e-12)  # a negative count: 1
+
+
+def test_the_weight_function_gives_the_formula_aggregation_used_before(conn: psycopg.Connection) -> None:
+    seed(conn)
+    old = """1 + ln(1 + greatest(COALESCE(p.likes, 0)::bigint + COALESCE(p.reposts, 0)
+                                + COALESCE(p.replies, 0), 0))"""
+    new = "murmur_engagement_weight(p.likes, p.reposts, p.replies)"
+    rows = conn.execute(f"SELECT {new}, {old} FROM posts p").fetchall()
+    assert rows and all(now == before for now, before in rows)
 
 
 def columns(conn: psycopg.Connection, view: str) -> list[str]:

@@ -1,18 +1,24 @@
-"""The store against a real PostgreSQL: migrations, idempotent upserts, cursors, claims, aggregates."""
+"""The store against a real PostgreSQL: migrations, idempotent upserts, cursors, claims, aggregates,
+and what `murmur status` reads (the recorded schedule, runs of any status)."""
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 
+from murmur.config import load_settings
 from murmur.crawler.items import Post
+from murmur.scheduler.status import NOT_SCHEDULED, gather, render
 from murmur.sentiment.scorer import Score
 from murmur.store.db import connect
 from murmur.store.migrate import available_migrations, migrate
 from murmur.store.posts import get_cursor, set_cursors, upsert_posts
 from murmur.store.scores import claim_unscored, count_unscored, write_scores
+from murmur.store.status import last_successes, next_run_times, record_next_runs
 from murmur.store.trends import aggregate, trend
 
 T0 = datetime(2025, 1, 14, 9, 30, tzinfo=UTC)
@@ -190,3 +196,67 @@ def test_trend_sums_languages_per_bucket_term_and_source(conn: psycopg.Connectio
     assert trend(conn, by="day", since=datetime(2025, 1, 15, tzinfo=UTC))[0].posts == 1
     assert trend(conn, by="day", terms=["rednote"]) and not trend(conn, by="day", terms=["Lemon8"])
     assert len(trend(conn, by="hour")) == 3
+
+
+# --- what `murmur status` reads -------------------------------------------------------------------
+
+
+def test_next_runs_are_what_the_service_recorded_and_a_job_no_longer_scheduled_goes(
+        conn: psycopg.Connection) -> None:
+    assert next_run_times(conn) == {}  # no service recorded anything: nothing scheduled
+    record_next_runs(conn, {"crawl:mastodon": (T0, 3600.0), "crawl:bluesky": (T0, 600.0), "score": (None, 5)},
+                     drop_others=True)
+    assert next_run_times(conn) == {"crawl:mastodon": T0, "crawl:bluesky": T0, "score": None}  # None: paused
+    record_next_runs(conn, {"crawl:mastodon": (T0 + timedelta(hours=1), 3600.0)})  # after a run: that job only
+    assert next_run_times(conn)["crawl:mastodon"] == T0 + timedelta(hours=1)
+    record_next_runs(conn, {"crawl:mastodon": (T0, 3600.0), "score": (T0, 5.0)}, drop_others=True)
+    assert next_run_times(conn) == {"crawl:mastodon": T0, "score": T0}  # bluesky was disabled since
+    assert conn.execute("SELECT interval_seconds FROM job_schedule WHERE job = 'score'").fetchone() == (5.0,)
+
+
+def test_status_shows_the_recorded_next_runs_and_a_partial_run_as_it_is(conn: psycopg.Connection) -> None:
+    settings = load_settings(environ={})
+    conn.execute("INSERT INTO job_runs (job, finished_at, status, error) "
+                 "VALUES ('crawl:mastodon', now(), 'partial', '1 of 3 instances failed')")
+    conn.commit()
+    before = gather(conn, settings)
+    assert before["service"] == "never ran on this database"
+    assert {j["next_run"] for j in before["jobs"]} == {NOT_SCHEDULED}
+    assert "crawl:mastodon" not in last_successes(conn)  # partial: not a success (nor a failure)
+    nxt = datetime.now(UTC) + timedelta(hours=1)
+    record_next_runs(conn, {"crawl:mastodon": (nxt, 3600.0), "score": (None, 5.0)}, drop_others=True)
+    status = gather(conn, settings)
+    jobs = {j["job"]: j for j in status["jobs"]}
+    assert status["service"] == "scheduled"
+    assert jobs["crawl:mastodon"]["next_run"] == nxt and jobs["score"]["next_run"] == "paused"
+    assert jobs["aggregate"]["next_run"] == NOT_SCHEDULED
+    assert jobs["crawl:mastodon"]["last_run"]["status"] == "partial"
+    table = render(status, "table", database="test")
+    assert re.search(r"^crawl:mastodon\s+\S+ \S+\s+partial\s", table, re.M), table
+    assert "crawl:mastodon: 1 of 3 instances failed" in table
+
+
+def test_status_renders_a_status_it_does_not_know_as_it_is() -> None:
+    run = {"started_at": T0, "finished_at": None, "status": "skipped", "seconds": None, "new_posts": None,
+           "scored": None, "error": None}
+    status = {"posts": 0, "scores": 0, "aggregate_rows": 0, "backlog": {"unscored_posts": 0, "models": []},
+              "scorer": {"posts_per_second": None}, "service": "scheduled",
+              "jobs": [{"job": "score", "last_run": run, "next_run": NOT_SCHEDULED}],
+              "recent_runs": [run | {"job": "score"}]}
+    table = render(status, "table", database="test")
+    assert re.search(r"^score\s+\S+ \S+\s+skipped\s", table, re.M) and "score            skipped" in table
+    assert '"status": "skipped"' in render(status, "json", database="test")
+
+
+def test_status_says_from_the_registry_what_a_source_collects_and_which_credentials_are_unset(
+        conn: psycopg.Connection, tmp_path: Path) -> None:
+    config = tmp_path / "murmur.toml"
+    config.write_text("[sources.reddit]\nenabled = true\n[sources.youtube]\nenabled = true\n")
+    env = {"MURMUR_REDDIT_CLIENT_ID": "id-123456", "MURMUR_REDDIT_CLIENT_SECRET": "secret-123456"}
+    settings = load_settings(config, environ=env)
+    jobs = {j["job"]: j for j in gather(conn, settings)["jobs"]}
+    assert jobs["crawl:reddit"]["credentials_unset"] == [] and "search" in jobs["crawl:reddit"]["collects"]
+    assert jobs["crawl:youtube"]["credentials_unset"] == ["MURMUR_YOUTUBE_API_KEY"]
+    table = render(gather(conn, settings), "table", database="test")
+    assert "crawl:youtube: credentials not set: MURMUR_YOUTUBE_API_KEY" in table
+    assert "crawl:reddit: credentials" not in table
