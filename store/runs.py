@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
+from murmur.redact import active, redact, redact_tree
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -26,11 +28,16 @@ def finish_run(
     stats: dict[str, Any] | None = None,
     error: str | None = None,
 ) -> None:
-    """Record how a run ended: status 'ok', 'failed' or 'interrupted', with its figures."""
+    """Record how a run ended: status 'ok', 'failed' or 'interrupted', with its figures.
+
+    The error and the stats are masked with the secrets `murmur.redact.install` registered: an error
+    often quotes a platform's answer, and a platform may echo what it was sent (a password)."""
+    secrets = active()
     with conn.transaction():
         conn.execute(
             "UPDATE job_runs SET finished_at = now(), status = %s, stats = %s, error = %s WHERE id = %s",
-            (status, Jsonb(_jsonable(stats or {})), error, run_id),
+            (status, Jsonb(redact_tree(_jsonable(stats or {}), secrets)),
+             redact(error, secrets) if error else error, run_id),
         )
 
 
@@ -62,3 +69,17 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, bool | int | float | str) or value is None:
         return value
     return str(value)
+
+
+def latest_run_id(conn: psycopg.Connection, job: str) -> int:
+    """The id of `job`'s newest run (0 when it never ran)."""
+    row = conn.execute("SELECT coalesce(max(id), 0) FROM job_runs WHERE job = %s", (job,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def run_after(conn: psycopg.Connection, job: str, after_id: int) -> tuple[str, dict[str, Any]] | None:
+    """(status, stats) of `job`'s newest run with an id above `after_id` (one another process recorded)."""
+    row = conn.execute(
+        "SELECT status, stats FROM job_runs WHERE job = %s AND id > %s ORDER BY id DESC LIMIT 1", (job, after_id)
+    ).fetchone()
+    return (str(row[0]), dict(row[1] or {})) if row else None
