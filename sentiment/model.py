@@ -108,7 +108,8 @@ class SentimentModel:
 
 def map_labels(id2label: dict[int, str] | dict[str, str]) -> tuple[str, ...]:
     """Map a config's id2label onto negative/neutral/positive, or raise `ModelError` naming the labels."""
-    names = [str(id2label[k]) for k in sorted(id2label, key=int)]
+    labels: dict[Any, str] = dict(id2label)
+    names = [str(labels[k]) for k in sorted(labels, key=int)]
     mapped = tuple(_SYNONYMS.get(n.strip().lower(), "") for n in names)
     ok = (
         len(mapped) in (2, 3)

@@ -33,7 +33,10 @@ from typing import Any
 
 import torch
 
-from .model import MANIFEST, ModelError, SentimentModel
+from .cards import with_int8_section
+from .data import Row, read_tsv, split_holdout, texts_of
+from .evaluate import evaluate, evaluate_rows
+from .model import MANIFEST, ModelError, SentimentModel, load
 from .scorer import Score, Scorer
 
 INT8_SUFFIX = "+int8"
@@ -189,7 +192,8 @@ def _head(model: torch.nn.Module) -> torch.nn.Module | None:
     for attr in ("classifier", "score"):
         head = getattr(model, attr, None)
         if isinstance(head, torch.nn.Module):
-            return head.out_proj if isinstance(getattr(head, "out_proj", None), torch.nn.Linear) else head
+            out_proj = getattr(head, "out_proj", None)
+            return out_proj if isinstance(out_proj, torch.nn.Linear) else head
     return None
 
 
@@ -237,8 +241,6 @@ def calibrate(sm: SentimentModel, texts: Sequence[str], *, alpha: float, max_len
 def compare_on(tsv: Path | str, fp32_scorer: Scorer, int8_scorer: Scorer, *, limit: int = 0) -> dict[str, Any]:
     """float32 vs int8 on a labelled `label<TAB>text` file: each one's `evaluate()` result, the share of
     texts given the same label, the macro recall drop, and whether int8 may be the CPU default."""
-    from .train import evaluate, read_tsv
-
     rows = read_tsv(Path(tsv))
     texts = [text for _, text in (rows[:limit] if limit > 0 else rows)]
     fp32 = fp32_scorer.score(texts)
@@ -286,9 +288,7 @@ def calibration_texts(files: Sequence[Path], rows: int, seed: int, *, zh_holdout
                       exclude: Sequence[Path] = ()) -> list[str]:
     """A seeded sample of `rows` texts from each file; a two-label file (Chinese reviews) first loses the
     held-out share training set aside (`zh_holdout`, same seed), so no held-out text is seen."""
-    from .train import read_tsv, split_holdout
-
-    keep_out = {text for path in exclude for _, text in read_tsv(path)}
+    keep_out = texts_of(exclude)
     texts: list[str] = []
     for path in files:
         data = [r for r in read_tsv(Path(path)) if r[1] not in keep_out]
@@ -305,7 +305,7 @@ def fit_int8(
     val_file: Path,
     *,
     alphas: Sequence[float] = ALPHAS,
-    zh_rows: Sequence[tuple[str, str]] = (),
+    zh_rows: Sequence[Row] = (),
     progress: Any = None,
 ) -> dict[str, Any]:
     """Calibrate int8 for the model in `model_dir`, choose alpha on `val_file`, and write the scales
@@ -314,9 +314,6 @@ def fit_int8(
     import datetime as dt
 
     from safetensors.torch import save_file
-
-    from .model import load
-    from .train import evaluate_rows, read_tsv
 
     say = progress or (lambda _msg: None)
     sm = load(str(model_dir), device="cpu")
@@ -378,47 +375,6 @@ def fit_int8(
     return entry
 
 
-_CARD_HEADING = "## int8 on the CPU"
-
-
-def with_int8_section(card: str, entry: dict[str, Any]) -> str:
-    """The model card with its int8 section replaced (or put before "## Limits") by `entry`'s figures."""
-    smoothing = entry.get("smoothing")
-    how = (f"smoothing alpha {smoothing['alpha']} on the feed-forward output projections, calibrated on "
-           f"{smoothing['calibration_texts']} training texts" if smoothing else "no smoothing")
-    lines = [
-        _CARD_HEADING,
-        "",
-        f"`murmur model int8` ({entry['date']}, torch {entry['torch']}): {entry['scheme']}; {how} "
-        f"(alpha chosen on val.tsv among {', '.join(entry['alphas_tried'])}: "
-        f"{', '.join(f'{v:.4f}' for v in entry['alphas_tried'].values())}). Batches of "
-        f"{entry.get('max_tokens', 2048)} padded tokens, the CPU default: activations are scaled per batch, so "
-        "int8 figures move with the batching (by up to about a point of macro recall between budgets).",
-        "",
-        f"- val macro recall **{entry['val_macro_recall']:.4f}** (float32 {entry['fp32_val_macro_recall']:.4f}), "
-        f"accuracy {entry['val_accuracy']:.4f} (float32 {entry['fp32_val_accuracy']:.4f})",
-    ]
-    if "zh_heldout_accuracy" in entry:
-        lines.append(f"- Chinese held-out binary accuracy **{entry['zh_heldout_accuracy']:.4f}** "
-                     f"(float32 {entry['fp32_zh_heldout_accuracy']:.4f}, {entry['zh_heldout_rows']} reviews)")
-    verdict = "is" if entry["eligible"] else "is not"
-    lines += [
-        f"- macro recall {-entry['macro_recall_drop_points']:+.2f} points against float32: int8 {verdict} the CPU "
-        'default under model.quantize = "auto" (which allows at most -0.5)'
-        + (", on CPUs with VNNI/AMX (8-bit activations, as measured)" if entry["full_range_activations"] else ""),
-        "",
-    ]
-    section = "\n".join(lines)
-    start = card.find(_CARD_HEADING)
-    if start >= 0:
-        end = card.find("\n## ", start + len(_CARD_HEADING))
-        return card[:start] + section + ("\n" + card[end + 1 :] if end >= 0 else "")
-    limits = card.find("## Limits")
-    if limits >= 0:
-        return card[:limits] + section + "\n" + card[limits:]
-    return card.rstrip("\n") + "\n\n" + section
-
-
 def fit_int8_from_files(
     model_dir: Path,
     *,
@@ -428,21 +384,19 @@ def fit_int8_from_files(
     rows: int = 256,
     seed: int | None = None,
     alphas: Sequence[float] = ALPHAS,
+    exclude: Sequence[Path] = (),
     progress: Any = None,
 ) -> dict[str, Any]:
     """`fit_int8` with its texts drawn as training draws them: `rows` seeded texts from each calibration
     file, the Chinese file's held-out part (the model's recipe: seed and share) kept out of calibration and
-    used to report Chinese accuracy, the tests' samples never used."""
-    from .train import TEST_FIXTURES, read_tsv, split_holdout
-
+    used to report Chinese accuracy, the texts of the `exclude` files (the tests' samples) never used."""
     recipe = json.loads((Path(model_dir) / MANIFEST).read_text(encoding="utf-8")).get("recipe", {})
     seed = int(recipe.get("seed", 13)) if seed is None else seed
     holdout = float(recipe.get("zh_holdout", 0.15))
-    exclude = sorted(TEST_FIXTURES.glob("*.tsv"))
     texts = calibration_texts(calibrate_files, rows, seed, zh_holdout=holdout, exclude=exclude)
-    zh_rows: list[tuple[str, str]] = []
+    zh_rows: list[Row] = []
     if zh_file is not None:
-        keep_out = {t for path in exclude for _, t in read_tsv(path)}
+        keep_out = texts_of(exclude)
         zh_rows = split_holdout(read_tsv(Path(zh_file)), holdout, seed, keep_out)[1]
     if progress:
         progress(f"int8 for {Path(model_dir).name}: {len(texts)} calibration texts from "

@@ -27,7 +27,9 @@ BOS, PAD, EOS, UNK = 0, 1, 2, 3  # XLM-R's ids for <s>, <pad>, </s>, <unk>
 
 def build_model(tokenizer_json: Path, out_file: Path) -> None:
     """Write a sentencepiece unigram model with the vocabulary, scores, ids and normaliser of `tokenizer_json`."""
-    from sentencepiece import sentencepiece_model_pb2 as pb
+    from sentencepiece import sentencepiece_model_pb2 as pb_module
+
+    pb: Any = pb_module  # generated protobuf classes: no type information
 
     spec = json.loads(Path(tokenizer_json).read_text(encoding="utf-8"))
     model = spec.get("model", {})
@@ -89,7 +91,7 @@ class SentencePieceTokenizer:
         batch = [texts] if single else list(texts)
         limit = (max_length or self.model_max_length) if truncation else None
         ids = []
-        for pieces in self._sp.encode(batch) if batch else []:
+        for pieces in self._sp.encode([str(t) for t in batch]) if batch else []:
             if limit is not None and len(pieces) > limit - 2:
                 pieces = pieces[: max(limit - 2, 0)]
             ids.append([BOS, *pieces, EOS])

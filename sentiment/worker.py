@@ -146,8 +146,7 @@ def score_routes(
             break
         run = score_pending(
             conn, route.scorer, model_id=route.model_id, languages=route.languages, skip=route.skip,
-            batch_size=batch_size, limit=left, stop=stop,
-            progress=(lambda n, base=scored: progress(base + n)) if progress else None,
+            batch_size=batch_size, limit=left, stop=stop, progress=_offset(progress, scored),
         )
         scored += run.scored
         batches += run.batches
@@ -156,3 +155,11 @@ def score_routes(
             break
     unscored = record_unscored(conn, covered_languages(routes))
     return ScoreRun(scored, batches, time.monotonic() - started, interrupted), unscored
+
+
+def _offset(progress: Callable[[int], None] | None, base: int) -> Callable[[int], None] | None:
+    """A progress callback that adds what earlier routes scored."""
+    if progress is None:
+        return None
+    report = progress
+    return lambda n: report(base + n)

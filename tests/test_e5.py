@@ -111,8 +111,8 @@ def test_packed_table_follows_the_model_dtype() -> None:
 
 
 def test_sentencepiece_tokenizer_gives_the_fast_tokenizers_ids(checkpoint: Path) -> None:
+    from murmur.sentiment.data import read_tsv
     from murmur.sentiment.spm import SentencePieceTokenizer
-    from murmur.sentiment.train import read_tsv
 
     fast = AutoTokenizer.from_pretrained(str(checkpoint), local_files_only=True)
     spm = e5.load_scoring_tokenizer(checkpoint)

@@ -158,8 +158,8 @@ def test_model_int8_calibrates_measures_and_records_in_the_model_directory(
     import shutil
 
     from murmur.cli import main
+    from murmur.sentiment.evaluate import evaluate
     from murmur.sentiment.quantize import INT8_FILE, int8_validated
-    from murmur.sentiment.train import evaluate
 
     model_dir = tmp_path / "minilm"
     shutil.copytree(BUILTINS[MINILM_NAME], model_dir)
@@ -190,6 +190,17 @@ def test_model_int8_on_a_missing_file_is_one_line(tmp_path: Path, capsys: pytest
     assert main(["model", "int8", "--model", MINILM_NAME, "--val", str(tmp_path / "none.tsv")]) != 0
     err = capsys.readouterr().err.strip()
     assert "none.tsv does not exist" in err and len(err.splitlines()) == 1
+
+
+def test_model_int8_without_calibrate_or_data_dir_names_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from murmur.cli import main
+
+    monkeypatch.delenv("MURMUR_MODEL__DATA_DIR", raising=False)
+    assert main(["model", "int8", "--model", MINILM_NAME, "--val", str(VAL_SAMPLE)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "--calibrate" in err and "model.data_dir" in err and len(err.splitlines()) == 1
 
 
 def test_a_model_with_no_int8_record_is_never_int8_under_auto(pair: tuple[SentimentModel, SentimentModel]) -> None:

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
+from murmur.sentiment.evaluate import evaluate
 from murmur.sentiment.model import BUILTIN_NAME, MINILM_NAME, ModelError, SentimentModel, load
 from murmur.sentiment.scorer import Score, Scorer, plan_batches
-from murmur.sentiment.train import evaluate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sentiment"
 # Measured with the shipped default (murmur-e5-sentiment@1) when it was trained; neither sample was
