@@ -133,7 +133,7 @@ def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: bench/ is not a package root
     from bench.common import fresh_schema
     from bench.common import server_url as bench_server
-    from murmur.crawler.replay import ReplayServer, generate_statuses
+    from tests.fakemastodon import FakeMastodon, generate_statuses
 
     server_url = bench_server(args.database_url)
     per_tag = args.posts // args.tags
@@ -143,7 +143,7 @@ def main() -> int:
         for i, tag in enumerate(tags)
     }
     results = {}
-    with ReplayServer(statuses) as server:
+    with FakeMastodon(statuses) as server:
         for variant in ("batched", "per-item"):
             db = fresh_schema(server_url, f"bench_{variant.replace('-', '_')}")
             child = subprocess.run(

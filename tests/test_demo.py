@@ -9,8 +9,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from murmur.crawler.replay import ReplayServer, load_recorded
+from murmur.demo_server import load_recorded
 from tests.conftest import only_sources, run_murmur
+from tests.fakemastodon import FakeMastodon as ReplayServer
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from murmur.crawler.replay import ReplayServer, generate_statuses
 from tests.conftest import REPO, murmur_env, only_sources
+from tests.fakemastodon import FakeMastodon as ReplayServer
+from tests.fakemastodon import generate_statuses
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""The replay server answers like Mastodon's tag timeline (paging, Link header), robots.txt, faults."""
+"""The fake Mastodon answers like Mastodon's tag timeline (paging, Link header), robots.txt, faults."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from murmur.crawler.parsers import ParseError, id_key
+from murmur.crawler.parsers import ParseError
 from murmur.crawler.parsers.mastodon import parse_timeline
-from murmur.crawler.replay import ReplayServer, generate_statuses, load_recorded
+from tests.fakemastodon import FakeMastodon, generate_statuses
 
 TAG = "/api/v1/timelines/tag/"
 
@@ -32,46 +32,46 @@ def ids_of(body: bytes) -> list[int]:
 
 
 @pytest.fixture
-def server() -> Iterator[ReplayServer]:
+def server() -> Iterator[FakeMastodon]:
     # 100 statuses with ids 1000..1099 under #rednote, so expectations read as plain numbers
     statuses = generate_statuses(100, tag="RedNote", start_id=1000)
-    with ReplayServer({"rednote": statuses}) as replay:
-        yield replay
+    with FakeMastodon({"rednote": statuses}) as fake:
+        yield fake
 
 
-def page(server: ReplayServer, query: str = "", tag: str = "rednote") -> list[int]:
+def page(server: FakeMastodon, query: str = "", tag: str = "rednote") -> list[int]:
     status, _, body = fetch(f"{server.url}{TAG}{tag}{'?' if query else ''}{query}")
     assert status == 200
     return ids_of(body)
 
 
-def test_default_page_is_the_newest_20_newest_first(server: ReplayServer) -> None:
+def test_default_page_is_the_newest_20_newest_first(server: FakeMastodon) -> None:
     assert page(server) == list(range(1099, 1079, -1))
 
 
-def test_limit_is_capped_at_40(server: ReplayServer) -> None:
+def test_limit_is_capped_at_40(server: FakeMastodon) -> None:
     assert len(page(server, "limit=5")) == 5
     assert len(page(server, "limit=1000")) == 40
     assert page(server, "limit=-3") == [1099, 1098, 1097]  # Rails: params[:limit].to_i.abs
 
 
-def test_max_id_returns_older_than_it(server: ReplayServer) -> None:
+def test_max_id_returns_older_than_it(server: FakeMastodon) -> None:
     assert page(server, "max_id=1050&limit=3") == [1049, 1048, 1047]
     assert page(server, "max_id=1002") == [1001, 1000]
 
 
-def test_since_id_returns_the_newest_ones_newer_than_it(server: ReplayServer) -> None:
+def test_since_id_returns_the_newest_ones_newer_than_it(server: FakeMastodon) -> None:
     assert page(server, "since_id=1090&limit=3") == [1099, 1098, 1097]
     assert page(server, "since_id=1097") == [1099, 1098]
 
 
-def test_min_id_returns_the_ones_immediately_newer_still_newest_first(server: ReplayServer) -> None:
+def test_min_id_returns_the_ones_immediately_newer_still_newest_first(server: FakeMastodon) -> None:
     assert page(server, "min_id=1090&limit=3") == [1093, 1092, 1091]
     assert page(server, "min_id=1090&max_id=1093") == [1092, 1091]
     assert page(server, "min_id=1099") == []
 
 
-def test_link_header_points_next_to_the_oldest_and_prev_to_the_newest(server: ReplayServer) -> None:
+def test_link_header_points_next_to_the_oldest_and_prev_to_the_newest(server: FakeMastodon) -> None:
     _, headers, body = fetch(f"{server.url}{TAG}RedNote?limit=3&since_id=5")
     assert ids_of(body) == [1099, 1098, 1097]
     next_part, prev_part = headers["Link"].split(", ")
@@ -85,7 +85,7 @@ def test_link_header_points_next_to_the_oldest_and_prev_to_the_newest(server: Re
     assert parse_qs(prev_url.query) == {"limit": ["3"], "min_id": ["1099"]}
 
 
-def test_following_next_links_walks_the_whole_timeline_once(server: ReplayServer) -> None:
+def test_following_next_links_walks_the_whole_timeline_once(server: FakeMastodon) -> None:
     seen: list[int] = []
     url: str | None = f"{server.url}{TAG}rednote?limit=40"
     while url:
@@ -96,19 +96,19 @@ def test_following_next_links_walks_the_whole_timeline_once(server: ReplayServer
     assert seen == list(range(1099, 999, -1))
 
 
-def test_empty_page_has_no_link_header(server: ReplayServer) -> None:
+def test_empty_page_has_no_link_header(server: FakeMastodon) -> None:
     _, headers, body = fetch(f"{server.url}{TAG}rednote?max_id=1000")
     assert body == b"[]" and "Link" not in headers
 
 
 def test_tag_is_case_insensitive_and_url_decoded() -> None:
     chinese = generate_statuses(3, tag="小红书", start_id=1)
-    with ReplayServer({"小红书": chinese, "RedNote": generate_statuses(2, tag="rednote")}) as replay:
-        assert page(replay, tag="%E5%B0%8F%E7%BA%A2%E4%B9%A6") == [3, 2, 1]
-        assert len(page(replay, tag="REDNOTE")) == 2
+    with FakeMastodon({"小红书": chinese, "RedNote": generate_statuses(2, tag="rednote")}) as fake:
+        assert page(fake, tag="%E5%B0%8F%E7%BA%A2%E4%B9%A6") == [3, 2, 1]
+        assert len(page(fake, tag="REDNOTE")) == 2
 
 
-def test_unknown_tag_is_an_empty_array_and_other_paths_404(server: ReplayServer) -> None:
+def test_unknown_tag_is_an_empty_array_and_other_paths_404(server: FakeMastodon) -> None:
     status, headers, body = fetch(f"{server.url}{TAG}nosuchtag")
     assert (status, body) == (200, b"[]")
     assert headers["Content-Type"].startswith("application/json")
@@ -118,16 +118,16 @@ def test_unknown_tag_is_an_empty_array_and_other_paths_404(server: ReplayServer)
 
 
 def test_robots_txt_is_permissive_by_default_and_settable() -> None:
-    with ReplayServer({}) as replay:
-        status, headers, body = fetch(f"{replay.url}/robots.txt")
+    with FakeMastodon({}) as fake:
+        status, headers, body = fetch(f"{fake.url}/robots.txt")
         assert status == 200 and headers["Content-Type"].startswith("text/plain")
         assert b"Disallow: /api" not in body and b"User-agent: *" in body
-    with ReplayServer({}, robots_txt="User-agent: *\nDisallow: /\n") as replay:
-        assert fetch(f"{replay.url}/robots.txt")[2] == b"User-agent: *\nDisallow: /\n"
+    with FakeMastodon({}, robots_txt="User-agent: *\nDisallow: /\n") as fake:
+        assert fetch(f"{fake.url}/robots.txt")[2] == b"User-agent: *\nDisallow: /\n"
 
 
 @pytest.mark.parametrize("kind", ["500", "429", "truncated", "garbage"])
-def test_fault_is_served_the_given_times_then_normal_service_resumes(server: ReplayServer, kind: str) -> None:
+def test_fault_is_served_the_given_times_then_normal_service_resumes(server: FakeMastodon, kind: str) -> None:
     server.add_fault(TAG + "rednote", kind, times=2, retry_after=7)
     for _ in range(2):
         status, headers, body = fetch(f"{server.url}{TAG}rednote?limit=2")
@@ -144,7 +144,7 @@ def test_fault_is_served_the_given_times_then_normal_service_resumes(server: Rep
     assert page(server, "limit=2") == [1099, 1098]
 
 
-def test_fault_only_hits_matching_paths(server: ReplayServer) -> None:
+def test_fault_only_hits_matching_paths(server: FakeMastodon) -> None:
     server.add_fault(TAG + "lemon8", "500")
     assert fetch(f"{server.url}/robots.txt")[0] == 200
     assert page(server, "limit=1") == [1099]
@@ -152,18 +152,18 @@ def test_fault_only_hits_matching_paths(server: ReplayServer) -> None:
     assert fetch(f"{server.url}{TAG}lemon8")[0] == 200
 
 
-def test_unknown_fault_kind_is_refused(server: ReplayServer) -> None:
+def test_unknown_fault_kind_is_refused(server: FakeMastodon) -> None:
     with pytest.raises(ValueError, match="unknown fault kind"):
         server.add_fault("/", "timeout")
 
 
-def test_requests_records_each_target_received(server: ReplayServer) -> None:
+def test_requests_records_each_target_received(server: FakeMastodon) -> None:
     page(server, "limit=2")
     page(server, "min_id=1098")
     assert server.requests == [f"{TAG}rednote?limit=2", f"{TAG}rednote?min_id=1098"]
 
 
-def test_add_statuses_appends_newer_posts_seen_by_min_id(server: ReplayServer) -> None:
+def test_add_statuses_appends_newer_posts_seen_by_min_id(server: FakeMastodon) -> None:
     newer = generate_statuses(3, tag="rednote", start_id=2000, start=datetime(2025, 2, 1, tzinfo=UTC))
     server.add_statuses("RedNote", newer)
     assert page(server, "min_id=1099") == [2002, 2001, 2000]
@@ -195,29 +195,12 @@ def test_generate_statuses_is_fast_enough_for_a_benchmark() -> None:
     assert time.perf_counter() - began < 2.0
 
 
-def test_load_recorded_ships_the_demo_tags() -> None:
-    data = load_recorded()
-    assert set(data) == {"tiktokrefugee", "rednote", "xiaohongshu", "lemon8", "小红书"}
-    total = sum(len(statuses) for statuses in data.values())
-    assert 100 <= total <= 140
-    for tag, statuses in data.items():
-        ids = [s["id"] for s in statuses]
-        assert sorted(ids, key=id_key) == ids  # ids increase with created_at
-        assert [s["created_at"] for s in statuses] == sorted(s["created_at"] for s in statuses)
-        parsed = parse_timeline(json.dumps(statuses).encode(), instance="demo.murmur.invalid")
-        assert parsed.skipped == 0 and len(parsed.posts) == len(statuses)
-        assert all(tag in post.tags for post in parsed.posts)
-        assert all("2025-01-12" <= post.created_at.date().isoformat() <= "2025-01-26" for post in parsed.posts)
-    with pytest.raises(ValueError, match="no recorded data"):
-        load_recorded("myspace")
-
-
 def test_start_and_stop_are_safe_to_repeat() -> None:
-    replay = ReplayServer({})
+    fake = FakeMastodon({})
     with pytest.raises(RuntimeError, match="not running"):
-        _ = replay.url
-    replay.start()
-    url = replay.url
-    assert replay.start().url == url
-    replay.stop()
-    replay.stop()
+        _ = fake.url
+    fake.start()
+    url = fake.url
+    assert fake.start().url == url
+    fake.stop()
+    fake.stop()
