@@ -35,8 +35,15 @@ test: install
 	      && echo done || echo "failed: that test will skip"; }; } || true
 	$(BIN)/pytest -q
 
+# mypy checks the installed layout (murmur.crawler, murmur.store, ...), which the repository's top-level
+# folders only become once installed: a tree of links in .typecheck/ gives it that layout without copies.
+TYPECHECK := .typecheck/murmur
 lint: install
 	$(BIN)/ruff check .
+	@rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)
+	@for f in murmur/*; do ln -s ../../$$f $(TYPECHECK)/; done
+	@for d in config crawler sentiment scheduler store reports; do ln -s ../../$$d $(TYPECHECK)/$$d; done
+	cd .typecheck && ../$(BIN)/mypy --config-file ../pyproject.toml -p murmur
 
 bench: install
 	$(BIN)/python bench/ingest.py

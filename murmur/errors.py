@@ -4,14 +4,16 @@ every command imports it."""
 
 from __future__ import annotations
 
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2  # the exit codes of every murmur command
+
 
 class MurmurError(Exception):
     """Something the user (or their config, data or server) must fix; the message says what to do."""
 
-    exit_code = 1  # EXIT_ERROR; usage-like errors set 2
+    exit_code = EXIT_ERROR  # usage-like errors say EXIT_USAGE
 
 
 class UserError(MurmurError):
     """A command line that cannot be run as given; printed as one line, no traceback."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from murmur.reports.filters import STEP, ReportError
 
@@ -37,10 +37,11 @@ def _style(svg_text: bool = False) -> Iterator[None]:
 
     installed = {f.name for f in font_manager.fontManager.ttflist}
     families = ["DejaVu Sans", *(name for name in _CJK_FONTS if name in installed)]
-    rc = {"font.family": families, "font.size": 9, "svg.hashsalt": "murmur", "axes.spines.top": False}
+    rc: dict[str, Any] = {"font.family": families, "font.size": 9, "svg.hashsalt": "murmur",
+                          "axes.spines.top": False}
     if svg_text:
         rc["svg.fonttype"] = "none"  # text stays text: the browser draws it, with its own CJK fonts
-    with matplotlib.rc_context(rc), warnings.catch_warnings():
+    with matplotlib.rc_context(rc), warnings.catch_warnings():  # type: ignore[arg-type]
         # Without a CJK font a Chinese label is drawn as boxes; the table has it in full.
         warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from")
         yield

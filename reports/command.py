@@ -1,5 +1,5 @@
 """`murmur report` as a library call: options in, files and text out. The CLI only parses
-arguments and turns ReportError / EmptyReport into its one-line errors."""
+arguments into `ReportOptions.build(...)`; ReportError / EmptyReport become its one-line errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from murmur.reports.build import SECTIONS, build_report
 from murmur.reports.filters import Filters, ReportError, split_list
 
 if TYPE_CHECKING:
-    import argparse
+    from collections.abc import Sequence
+    from datetime import datetime
 
     import psycopg
 
@@ -29,25 +30,40 @@ class ReportOptions:
     top: int = 5
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> ReportOptions:
-        """Check the combination before any query runs; a bad one is a ReportError."""
-        f = Filters(
-            by=args.by, since=args.since, until=args.until, terms=split_list(args.term),
-            sources=split_list(args.source), langs=split_list(getattr(args, "lang", None)), model=args.model,
-            compare=getattr(args, "compare", None),
-        )
-        chart, html, output = (getattr(args, k, None) for k in ("chart", "html", "output"))
-        fmt = args.format or (None if chart or html else "table")
+    def build(
+        cls,
+        *,
+        by: str = "day",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        term: Sequence[str] | None = None,
+        source: Sequence[str] | None = None,
+        lang: Sequence[str] | None = None,
+        compare: str | None = None,
+        model: str | None = None,
+        format: str | None = None,
+        output: Path | None = None,
+        sections: Sequence[str] | None = None,
+        chart: Path | None = None,
+        html: Path | None = None,
+        top: int = 5,
+    ) -> ReportOptions:
+        """The options `murmur report` takes, by the names of its flags (lists may hold comma lists); with
+        none given, the default report. Checks the combination before any query runs: a bad one is a
+        ReportError."""
+        f = Filters(by=by, since=since, until=until, terms=split_list(term), sources=split_list(source),
+                    langs=split_list(lang), model=model, compare=compare)
+        fmt = format or (None if chart or html else "table")
         if fmt == "parquet" and output is None:
             raise ReportError("parquet is a binary format; give the file to write with --output FILE")
         if output is not None and fmt is None:
             raise ReportError("--output needs --format (table, csv, json or parquet)")
-        asked = split_list(getattr(args, "sections", None))
+        asked = split_list(sections)
         for s in asked:
             if s not in SECTIONS:
                 raise ReportError(f"unknown section {s!r}; sections: {', '.join(SECTIONS)}")
-        sections = asked or (SECTIONS if fmt == "table" else ("trend",))
-        if fmt in ("csv", "parquet") and len(sections) > 1:
+        chosen = asked or (SECTIONS if fmt == "table" else ("trend",))
+        if fmt in ("csv", "parquet") and len(chosen) > 1:
             raise ReportError(f"{fmt} holds one table; choose one with --sections, or use --format json for several")
         if chart is not None and chart.suffix.lower() not in (".png", ".svg", ".pdf"):
             raise ReportError(f"--chart {chart}: use a .png, .svg or .pdf file name")
@@ -56,10 +72,9 @@ class ReportOptions:
                 import pyarrow  # noqa: F401
             except ImportError:
                 raise ReportError("parquet output needs pyarrow: pip install pyarrow") from None
-        top = getattr(args, "top", 5)
         if top < 1:
             raise ReportError(f"--top must be at least 1, not {top}")
-        return cls(f, fmt, tuple(sections), output, chart, html, top)
+        return cls(f, fmt, tuple(chosen), output, chart, html, top)
 
 
 def run_report(conn: psycopg.Connection, opts: ReportOptions, *, terms: tuple[str, ...], sources: tuple[str, ...],

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from murmur.errors import MurmurError
+from murmur.errors import EXIT_USAGE, MurmurError
 
 PERIODS = ("hour", "day", "week")
 COMPARE = ("source", "term", "lang")
@@ -17,6 +18,8 @@ BASE = {"hour": "hour", "day": "day", "week": "day"}
 
 class ReportError(MurmurError):
     """A filter the data cannot answer (an unknown term or source): the user fixes the command."""
+
+    exit_code = EXIT_USAGE
 
 
 class EmptyReport(MurmurError):
@@ -87,7 +90,7 @@ def periods(first: datetime, last: datetime, unit: str) -> list[datetime]:
     return out
 
 
-def split_list(values: list[str] | None) -> tuple[str, ...]:
+def split_list(values: Sequence[str] | None) -> tuple[str, ...]:
     """Repeatable options that also take comma lists: --term a --term b,c -> (a, b, c)."""
     out: list[str] = []
     for value in values or ():

@@ -67,23 +67,23 @@ def trend_table(report: Report) -> list[str]:
     f = report.filters
     if not f.compare:
         header = (f.by, *f.dims, "posts", "neg", "neu", "pos", "polarity", "")
-        body = [
-            (_when(p.bucket_start, f.by), *p.key, str(p.posts), str(p.negative), str(p.neutral), str(p.positive),
-             f"{p.mean_polarity:+.2f}", polarity_bar(p.mean_polarity))
+        rows = [
+            [_when(p.bucket_start, f.by), *p.key, str(p.posts), str(p.negative), str(p.neutral), str(p.positive),
+             f"{p.mean_polarity:+.2f}", polarity_bar(p.mean_polarity)]
             for p in report.points
         ]
         n = len(f.dims)
-        return table(header, body, set(range(1 + n, 6 + n)))
+        return table(header, rows, set(range(1 + n, 6 + n)))
     series = report.series()
-    header = [f.by] + [c for s in series for c in (s.key[0], "polarity")]
-    body = []
+    columns = [f.by] + [c for s in series for c in (s.key[0], "polarity")]
+    body: list[list[str]] = []
     for i, start in enumerate(report.periods):
         row = [_when(start, f.by)]
         for s in series:
             p = s.points[i]
             row += [str(p.posts), f"{p.mean_polarity:+.2f}"] if p else ["0", ""]
         body.append(row)
-    return table(header, body, set(range(1, len(header))))
+    return table(columns, body, set(range(1, len(columns))))
 
 
 def summary(report: Report) -> list[str]:

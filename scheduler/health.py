@@ -79,7 +79,8 @@ class HealthServer:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}"
+        host = host.decode() if isinstance(host, bytes) else str(host)
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def start(self) -> None:
         self._thread.start()

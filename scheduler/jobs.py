@@ -80,21 +80,22 @@ def crawl(source: str) -> None:
 
 
 def _latest_run_id(service: Service, job: str) -> int:
+    from murmur.store.runs import latest_run_id
+
     with service.connect() as conn:
-        row = conn.execute("SELECT coalesce(max(id), 0) FROM job_runs WHERE job = %s", (job,)).fetchone()
-    return int(row[0]) if row else 0
+        return latest_run_id(conn, job)
 
 
 def _count_crawl(service: Service, job: str, before: int, seconds: float) -> None:
     """Count the run the crawl process recorded (posts, errors by kind) in the service's metrics."""
+    from murmur.store.runs import run_after
+
     with service.connect() as conn:
-        row = conn.execute(
-            "SELECT status, stats FROM job_runs WHERE job = %s AND id > %s ORDER BY id DESC LIMIT 1", (job, before)
-        ).fetchone()
-    if row is None or row[0] == "running":  # the process died before it could record how the run ended
+        run = run_after(conn, job, before)
+    if run is None or run[0] == "running":  # the process died before it could record how the run ended
         service.metrics.record_run(job, status="crashed", seconds=seconds, error_kind="crashed")
     else:
-        service.metrics.record_run(job, status=row[0], seconds=seconds, stats=row[1])
+        service.metrics.record_run(job, status=run[0], seconds=seconds, stats=run[1])
 
 
 def score() -> None:
@@ -110,11 +111,10 @@ def score() -> None:
         if not got:
             return
         from murmur.sentiment.errors import ModelError
-        from murmur.sentiment.worker import score_routes
-        from murmur.store.runs import discard_run, finish_run, start_run
+        from murmur.store.runs import finish_run, start_run
 
         try:
-            routes = service.routes()
+            service.app.routes()
         except ModelError as err:
             # The crawl goes on; posts wait unscored until the model is fixed. Said (and recorded) once,
             # not per run.
@@ -128,22 +128,18 @@ def score() -> None:
         continuous = service.settings.schedule.score_interval == 0
         with service.connect() as conn:
             while not service.stopping.is_set():
-                run_id = start_run(conn, "score")
                 try:
-                    run, unscored = score_routes(conn, routes, limit=service.score_pass_limit, stop=service.stopping)
-                except Exception as err:
+                    outcome = service.app.score(conn, limit=service.score_pass_limit, stop=service.stopping,
+                                                keep_idle_run=not continuous)
+                except Exception as err:  # recorded as failed by the App; the service goes on
                     logger.exception("score: failed")
-                    finish_run(conn, run_id, status="failed", error=f"{type(err).__name__}: {err}")
                     service.metrics.record_run("score", status="failed", seconds=0.0, error_kind=type(err).__name__)
                     return
-                status = "interrupted" if run.interrupted else "ok"
-                if continuous and not run.scored and not run.interrupted:
-                    discard_run(conn, run_id)
+                if outcome is None:  # continuous, and nothing to score: no row, no metric
                     return
-                finish_run(conn, run_id, status=status,
-                           stats={"scored": run.scored, "batches": run.batches, "seconds": round(run.seconds, 2),
-                                  "unscored": unscored, "models": [r.model_id for r in routes]})
-                service.metrics.record_run("score", status=status, seconds=run.seconds, stats={"scored": run.scored})
+                run = outcome.run
+                service.metrics.record_run("score", status=outcome.status, seconds=run.seconds,
+                                           stats={"scored": run.scored})
                 if not run.scored:
                     return
                 logger.info("score: %d posts in %.1fs", run.scored, run.seconds)
@@ -164,25 +160,24 @@ def _aggregate(service: Service, *, wait: float) -> None:
     with service.job_lock("aggregate", wait=wait) as got:
         if not got:
             return
-        from murmur.alerts import deliver_in_background, detector
-        from murmur.store.runs import finish_run, start_run
-        from murmur.store.trends import aggregate as fold_scores
+        from murmur.alerts import deliver_in_background
+
+        def deliver(new_alerts: int) -> None:
+            deliver_in_background(service.database_url, service.settings.alerts, new_alerts=new_alerts,
+                                  stop=service.stopping)
 
         with service.connect() as conn:
-            run_id = start_run(conn, "aggregate")
             started = time.monotonic()
             try:
-                result = fold_scores(conn, detect=detector(service.settings.alerts))
-            except Exception as err:
+                outcome = service.app.aggregate(conn, on_new_alerts=deliver)
+            except Exception as err:  # recorded as failed by the App; the service goes on
                 logger.exception("aggregate: failed")
-                finish_run(conn, run_id, status="failed", error=f"{type(err).__name__}: {err}")
                 service.metrics.record_run("aggregate", status="failed", seconds=time.monotonic() - started,
                                            error_kind=type(err).__name__)
                 return
-            finish_run(conn, run_id, status="ok", stats=result.__dict__)
-            service.metrics.record_run("aggregate", status="ok", seconds=time.monotonic() - started)
-            deliver_in_background(service.database_url, service.settings.alerts, new_alerts=result.alerts,
-                                  stop=service.stopping)
+            service.metrics.record_run("aggregate", status=outcome.status, seconds=time.monotonic() - started,
+                                       error_kind="detector" if outcome.error else None)
+            result = outcome.result
             if result.scores:
                 logger.info("aggregate: %d scores into %d buckets", result.scores, result.buckets)
                 _log_recent_trend(conn)

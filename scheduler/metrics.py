@@ -99,7 +99,7 @@ class DatabaseCollector(Collector):
                 stored = posts_by_source(conn)
                 backlog = unscored_backlog(conn)
                 rate = scoring_throughput(conn)
-                successes = last_successes(conn)
+                successes = last_successes(conn, statuses=("ok", "partial"))  # partial: it collected
         except psycopg.Error as err:
             logger.warning("metrics: PostgreSQL did not answer (%s)", first_line(err))
             up.add_metric([], 0)
@@ -117,7 +117,7 @@ class DatabaseCollector(Collector):
             value=rate["posts_per_second"] or 0.0,
         )
         last = GaugeMetricFamily("murmur_job_last_success_timestamp_seconds",
-                                 "When each job last finished successfully (Unix time).", labels=["job"])
+                                 "When each job last finished successfully, or partly (Unix time).", labels=["job"])
         for job, finished in sorted(successes.items()):
             last.add_metric([job], finished.timestamp())
         yield last

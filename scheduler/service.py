@@ -22,34 +22,30 @@ import signal
 import subprocess
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MODIFIED, EVENT_JOB_SUBMITTED
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 
+from murmur.app import App
 from murmur.config import ConfigError
 from murmur.scheduler.metrics import Metrics, first_line, probe_connection
 from murmur.store.db import connect
+from murmur.store.locks import job_lock_key, try_lock, unlock
 from murmur.store.migrate import migrate
-from murmur.store.status import last_successes, latest_runs
+from murmur.store.status import last_successes, latest_runs, record_next_runs
 
 if TYPE_CHECKING:
     import psycopg
 
     from murmur.config import Settings
     from murmur.scheduler.health import HealthServer
-    from murmur.sentiment.worker import Route
 
 logger = logging.getLogger(__name__)
-
-
-def job_lock_key(job: str) -> int:
-    """The advisory lock key of a job: the same in every murmur process on the database."""
-    return zlib.crc32(f"murmur-job:{job}".encode())
 
 
 def sqlalchemy_url(database_url: str) -> str:
@@ -60,14 +56,14 @@ def sqlalchemy_url(database_url: str) -> str:
     return database_url
 
 
-class _Scheduler(BackgroundScheduler):  # type: ignore[misc]
+class _Scheduler(BackgroundScheduler):
     def _process_jobs(self) -> float | None:
         # APScheduler 3 runs one more round after shutdown() (its loop wakes on the shutdown event),
         # submits due jobs to the executor it just shut down, and logs "cannot schedule new futures
         # after shutdown" with a traceback. Only a running scheduler starts jobs.
         if self.state != STATE_RUNNING:
             return None
-        return super()._process_jobs()  # type: ignore[no-any-return]
+        return super()._process_jobs()
 
 
 class Service:
@@ -84,10 +80,9 @@ class Service:
         self.settings = settings
         self.database_url = database_url
         self.config_file = config_file
+        self.app = App(settings, database_url)  # loads the models once, for every scoring run
         self.stopping = threading.Event()
         self.children: set[subprocess.Popen[bytes]] = set()
-        self._routes: list[Route] | None = None
-        self._routes_lock = threading.Lock()
         self.scheduler: Any = None
         self.model_error: str | None = None  # the last model-loading error logged
         self.metrics = Metrics(database_url, sources=[s.name for s in settings.enabled_sources()])
@@ -99,17 +94,6 @@ class Service:
     def connect(self) -> psycopg.Connection:
         return connect(self.database_url)
 
-    def routes(self) -> list[Route]:
-        """The scoring routes, their models loaded once for the life of the service, on first use;
-        raises ModelError."""
-        with self._routes_lock:
-            if self._routes is None:
-                from murmur.cli import scorer_loader
-                from murmur.sentiment.worker import plan_routes
-
-                self._routes = plan_routes(self.settings, scorer_loader(self.settings))
-            return self._routes
-
     @contextlib.contextmanager
     def job_lock(self, job: str, *, wait: float = 0.0) -> Iterator[bool]:
         """A session advisory lock named after the job; yields False when another session holds it
@@ -118,14 +102,14 @@ class Service:
         deadline = time.monotonic() + wait
         with connect(self.database_url, autocommit=True) as conn:
             while True:
-                got = bool(conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0])  # type: ignore[index]
+                got = try_lock(conn, key)
                 if got or time.monotonic() >= deadline or self.stopping.wait(0.5):
                     break
             try:
                 yield got
             finally:
                 if got:
-                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                    unlock(conn, key)
 
     # --- lifecycle ---
 
@@ -157,8 +141,23 @@ class Service:
         with self.job_lock("schedule", wait=120.0):
             scheduler.start(paused=True)
             self._register(scheduler, wanted)
+            self._record_schedule(scheduler)
+        # `murmur status` reads the next runs from job_schedule (APScheduler's own table is its private
+        # business): recorded when a job is submitted (its next slot is already saved then) or modified.
+        scheduler.add_listener(lambda event: self._record_schedule(scheduler, job_id=event.job_id),
+                               EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MODIFIED)
         self.scheduler = scheduler
         return scheduler
+
+    def _record_schedule(self, scheduler: Any, *, job_id: str | None = None) -> None:
+        """Record the next run of one job (or of all, forgetting the jobs no longer scheduled)."""
+        jobs = [scheduler.get_job(job_id)] if job_id else scheduler.get_jobs()
+        runs = {j.id: (j.next_run_time, j.trigger.interval.total_seconds()) for j in jobs if j is not None}
+        try:
+            with connect(self.database_url) as conn:
+                record_next_runs(conn, runs, drop_others=job_id is None)
+        except Exception as err:  # only makes `murmur status` stale; never a scheduler traceback
+            logger.warning("could not record the next runs: %s", first_line(err))
 
     def _register(self, scheduler: Any, wanted: dict[str, tuple[Any, tuple[Any, ...], float]]) -> None:
         """Add, keep or move each wanted job; remove the rest."""
@@ -168,7 +167,7 @@ class Service:
         now = datetime.now(UTC)
         cut_short = self._cut_short_jobs()
         with connect(self.database_url) as conn:
-            succeeded = last_successes(conn)
+            succeeded = last_successes(conn, statuses=("ok", "partial"))
         for job_id, (func, args, seconds) in wanted.items():
             existing = scheduler.get_job(job_id)
             same = existing is not None and existing.trigger.interval.total_seconds() == seconds

@@ -72,6 +72,17 @@ def resolve_url(url: str | None, data_dir: Path | None = None, database: str = D
     return psycopg.conninfo.make_conninfo(url, dbname=database)
 
 
+def recreate_database(url: str, database: str, *, why: str) -> None:
+    """Drop and create `database` on the server of `url` (the demo's own database); `why` ends the error."""
+    admin = psycopg.conninfo.make_conninfo(url, dbname="postgres")
+    try:
+        with connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    except psycopg.Error as err:
+        raise DatabaseError(f"could not create the {database} database ({err}); {why}") from None
+
+
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
     """Open a connection, or raise `DatabaseError` saying what to check."""
     try:

@@ -17,9 +17,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from murmur.alerts import aggregate_and_alert, deliver_in_background, deliver_pending, detector
+from murmur.alerts import deliver_in_background, deliver_pending, detector
 from murmur.alerts.detection import SENTIMENT_SHIFT, VOLUME_SPIKE, Thresholds, detect
 from murmur.alerts.webhook import post_json
+from murmur.app import App
 from murmur.config import ConfigError, load_settings
 from murmur.config.settings import AlertSettings
 from murmur.crawler.items import Post
@@ -370,8 +371,10 @@ def test_each_alert_is_posted_once_as_json(conn: psycopg.Connection,
                                            fast: Callable[[str], AlertSettings]) -> None:
     spike = spike_data(conn)
     with Receiver(204) as hook:
-        run, sent = aggregate_and_alert(conn, fast(hook.url))
-        assert (run.alerts, sent.delivered, sent.waiting) == (2, 2, 0)
+        outcome = App(load_settings(environ={}), conn.info.dsn).aggregate(conn, alerts=fast(hook.url))
+        sent = outcome.delivery
+        assert sent is not None and (outcome.result.alerts, sent.delivered, sent.waiting) == (2, 2, 0)
+        assert outcome.status == "ok"
         assert deliver_pending(conn, fast(hook.url)).delivered == 0  # nothing left: nothing sent again
     assert hook.hits == 2
     hourly = next(b for b in hook.bodies if b["bucket_size"] == "hour")

@@ -26,7 +26,6 @@ from murmur.store.alerts import (
     store_alerts,
     touched_series,
 )
-from murmur.store.trends import AggregateRun, aggregate
 
 if TYPE_CHECKING:
     from murmur.config.settings import AlertSettings
@@ -182,15 +181,3 @@ def deliver_in_background(
         _sender = threading.Thread(target=run, name="murmur-alerts", daemon=True)
         _sender.start()
         return _sender
-
-
-def aggregate_and_alert(
-    conn: psycopg.Connection,
-    settings: AlertSettings,
-    *,
-    rebuild: bool = False,
-    stop: threading.Event | None = None,
-) -> tuple[AggregateRun, Delivery]:
-    """Aggregate (checking the recomputed buckets for alerts), then deliver what is undelivered."""
-    run = aggregate(conn, rebuild=rebuild, detect=detector(settings))
-    return run, deliver_pending(conn, settings, stop=stop)

@@ -1,0 +1,226 @@
+"""The application layer: one place that composes the parts.
+
+`App` loads the scoring routes once, scores, aggregates and alerts, and records each run in
+`job_runs`. The CLI (`murmur ...`), the demo and the service call it; it never imports any of
+them, and it prints nothing: it returns what happened and logs. Heavy parts (torch, Scrapy) are
+imported only by the method that needs them, so `murmur crawl` never loads the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from murmur.errors import UserError
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from murmur.alerts import Delivery
+    from murmur.config import Settings
+    from murmur.config.settings import AlertSettings
+    from murmur.crawler.runner import CrawlOutcome
+    from murmur.sentiment.scorer import Scorer
+    from murmur.sentiment.worker import Route, ScoreRun
+    from murmur.store.trends import AggregateRun
+
+logger = logging.getLogger("murmur")
+
+
+@dataclass(frozen=True)
+class ScoreOutcome:
+    run: ScoreRun
+    unscored: int  # posts no configured model may score (their reasons are in unscored_posts)
+    models: tuple[str, ...]  # model ids, in route order
+    description: str  # "m1 (en/zh), m2 (any language)"
+    status: str  # ok | interrupted
+
+    def stats(self) -> dict[str, Any]:
+        run = self.run
+        return {"scored": run.scored, "batches": run.batches, "seconds": round(run.seconds, 2),
+                "unscored": self.unscored, "models": list(self.models)}
+
+
+@dataclass(frozen=True)
+class AggregateOutcome:
+    result: AggregateRun
+    status: str  # ok | partial (the trends are stored, alert detection failed)
+    delivery: Delivery | None = None  # what the webhook took, when delivery ran in this call
+    error: str | None = None
+
+
+class App:
+    """The settings, the database, and the models loaded for them (once, shared by threads).
+
+    The database URL is resolved on first use, so commands that need no database (`murmur model predict`)
+    never start the embedded server."""
+
+    def __init__(self, settings: Settings, database_url: str | None = None, *, database: str = "murmur") -> None:
+        self.settings = settings
+        self.database = database
+        self._url = database_url
+        self._scorers: dict[str, Scorer] = {}
+        self._routes: list[Route] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def database_url(self) -> str:
+        """The configured database's URL (starting the embedded server when no URL is set)."""
+        if self._url is None:
+            from murmur.store.db import resolve_url
+
+            self._url = resolve_url(self.settings.database.url, self.settings.database.data_dir, self.database)
+        return self._url
+
+    def connect(self) -> psycopg.Connection:
+        """A connection to a migrated database."""
+        from murmur.store.db import connect
+        from murmur.store.migrate import migrate
+
+        conn = connect(self.database_url)
+        migrate(conn)
+        return conn
+
+    # --- sources ---
+
+    def chosen_sources(self, names: Sequence[str] = ()) -> list[str]:
+        """The sources named (each must be configured), or every enabled one."""
+        if not names:
+            enabled = [s.name for s in self.settings.enabled_sources()]
+            if not enabled:
+                raise UserError("no source is enabled; set sources.<name>.enabled = true in your config")
+            return enabled
+        for name in names:
+            if name not in self.settings.sources:
+                raise UserError(f"unknown source {name!r}; configured sources: {', '.join(self.settings.sources)}")
+        return list(names)
+
+    def crawl(self, sources: Sequence[str], *, max_pages: int | None = None) -> list[CrawlOutcome]:
+        """Crawl once, in this process (Scrapy's reactor: one crawl per process); each run recorded."""
+        from murmur.crawler.runner import run_crawl
+
+        extra = {"MURMUR_MAX_PAGES": max_pages} if max_pages else None
+        return run_crawl(self.settings, list(sources), self.database_url, extra=extra)
+
+    # --- scoring ---
+
+    def load_scorer(self, ref: str) -> Scorer:
+        """The scorer of a model name, path or hub id, loaded once (in int8 where model.quantize says)."""
+        from murmur.sentiment.model import load
+        from murmur.sentiment.quantize import quantize_int8, wants_int8
+        from murmur.sentiment.scorer import Scorer
+
+        if ref not in self._scorers:
+            model_settings = self.settings.model
+            if model_settings.threads:
+                import torch
+
+                torch.set_num_threads(model_settings.threads)
+            started = time.monotonic()
+            model = load(ref, model_settings.device)
+            if wants_int8(model, model_settings.quantize):
+                model = quantize_int8(model)
+            logger.info("model %s loaded on %s in %.1fs", model.model_id, model.device, time.monotonic() - started)
+            self._scorers[ref] = Scorer(model, max_tokens=model_settings.max_tokens or None)
+        return self._scorers[ref]
+
+    def routes(self) -> list[Route]:
+        """The scoring routes the config asks for, their models loaded on first use; raises ModelError."""
+        from murmur.sentiment.worker import plan_routes
+
+        with self._lock:
+            if self._routes is None:
+                self._routes = plan_routes(self.settings, self.load_scorer)
+            return self._routes
+
+    def score(
+        self,
+        conn: psycopg.Connection,
+        *,
+        limit: int | None = None,
+        batch_size: int = 256,
+        stop: threading.Event | None = None,
+        show_progress: bool = False,
+        keep_idle_run: bool = True,
+    ) -> ScoreOutcome | None:
+        """Score what is unscored through every route, recorded as a `score` run.
+
+        A failure records the run as failed and raises. With `keep_idle_run=False` a run that found
+        nothing to score leaves no row (the continuous scorer looks every few seconds) and returns None.
+        """
+        from murmur.progress import progress
+        from murmur.sentiment.worker import score_routes
+        from murmur.store.runs import discard_run, finish_run, start_run
+        from murmur.store.scores import count_unscored
+
+        routes = self.routes()
+        total = None
+        if show_progress:
+            total = sum(count_unscored(conn, r.model_id, r.languages) for r in routes)
+            total = min(total, limit) if limit else total
+        run_id = start_run(conn, "score")
+        try:
+            if show_progress:
+                with progress("scored", total) as report:
+                    run, unscored = score_routes(conn, routes, limit=limit, batch_size=batch_size, stop=stop,
+                                                 progress=report)
+            else:
+                run, unscored = score_routes(conn, routes, limit=limit, batch_size=batch_size, stop=stop)
+        except BaseException as err:
+            finish_run(conn, run_id, status="failed", error=f"{type(err).__name__}: {err}")
+            raise
+        if not keep_idle_run and not run.scored and not run.interrupted:
+            discard_run(conn, run_id)
+            return None
+        outcome = ScoreOutcome(
+            run, unscored, tuple(r.model_id for r in routes), describe_routes(routes),
+            "interrupted" if run.interrupted else "ok",
+        )
+        finish_run(conn, run_id, status=outcome.status, stats=outcome.stats())
+        return outcome
+
+    # --- aggregation and alerts ---
+
+    def aggregate(
+        self,
+        conn: psycopg.Connection,
+        *,
+        rebuild: bool = False,
+        alerts: AlertSettings | None = None,
+        deliver: bool = True,
+        on_new_alerts: Callable[[int], None] | None = None,
+    ) -> AggregateOutcome:
+        """Fold new scores into the trend buckets, checking the recomputed ones for alerts, recorded as an
+        `aggregate` run; then deliver undelivered alerts to the webhook (`deliver`), or hand the count of new
+        alerts to `on_new_alerts` (the service delivers in a thread of its own). A failing webhook is
+        reported in the outcome, never raised; a failing detector makes the run `partial`."""
+        from murmur.alerts import deliver_pending, detector
+        from murmur.store.runs import finish_run, start_run
+        from murmur.store.trends import aggregate
+
+        alert_settings = self.settings.alerts if alerts is None else alerts
+        run_id = start_run(conn, "aggregate")
+        try:
+            result = aggregate(conn, rebuild=rebuild, detect=detector(alert_settings))
+        except BaseException as err:
+            finish_run(conn, run_id, status="failed", error=f"{type(err).__name__}: {err}")
+            raise
+        status = "partial" if result.detect_error else "ok"
+        stats = {"scores": result.scores, "buckets": result.buckets, "rows": result.rows, "alerts": result.alerts,
+                 "rebuild": rebuild} | ({"detect_failed": 1} if result.detect_error else {})
+        finish_run(conn, run_id, status=status, stats=stats, error=result.detect_error)
+        delivery = None
+        if on_new_alerts is not None:
+            on_new_alerts(result.alerts)
+        elif deliver and alert_settings.enabled and alert_settings.webhook_url:
+            delivery = deliver_pending(conn, alert_settings)
+        return AggregateOutcome(result, status, delivery, result.detect_error)
+
+
+def describe_routes(routes: Sequence[Route]) -> str:
+    """"model (en/zh), other (any language)": which model scores what."""
+    return ", ".join(f"{r.model_id} ({'/'.join(r.languages) if r.languages else 'any language'})" for r in routes)

@@ -1,0 +1,44 @@
+"""What the CLI and the demo print about a run: one line per step, the report on stdout."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from murmur.app import AggregateOutcome, App, ScoreOutcome
+    from murmur.config.settings import AlertSettings
+    from murmur.reports.command import ReportOptions
+
+
+def print_score(outcome: ScoreOutcome | None) -> None:
+    if outcome is None:
+        return
+    run = outcome.run
+    print(f"score: {run.scored} posts scored with {outcome.description} in {run.seconds:.1f}s "
+          f"({run.per_second:.0f}/s)")
+    if outcome.unscored:
+        print(f"score: {outcome.unscored} posts left unscored: no configured model covers their language "
+              "(reasons in the unscored_posts table; see model.languages and model.routes)")
+
+
+def print_aggregate(outcome: AggregateOutcome, alerts: AlertSettings) -> None:
+    result = outcome.result
+    print(f"aggregate: {result.scores} new scores, {result.buckets} buckets recomputed, {result.rows} rows"
+          + (f", {result.alerts} new alerts" if alerts.enabled else ""))
+    if outcome.error:
+        print(f"aggregate: {outcome.error} (the trends are stored; see the log)")
+    sent = outcome.delivery
+    if sent is not None and (sent.delivered or sent.waiting):
+        print(f"alerts: {sent.delivered} delivered to the webhook"
+              + (f", {sent.waiting} waiting for the next run ({sent.error})" if sent.waiting else ""))
+
+
+def print_report(app: App, opts: ReportOptions) -> None:
+    """The report to stdout (notes on stderr when stdout carries data for a program)."""
+    from murmur.reports.command import run_report
+
+    notes = sys.stderr if opts.format and opts.output is None else sys.stdout
+    with app.connect() as conn:
+        run_report(conn, opts, terms=app.settings.terms, sources=tuple(app.settings.sources), stdout=sys.stdout,
+                   notes=notes)
