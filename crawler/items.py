@@ -22,6 +22,10 @@ class Post:
     metrics: dict[str, int] = field(default_factory=dict)  # replies, reposts, likes, ...
     raw: dict[str, Any] = field(default_factory=dict)  # the platform's own record, kept for re-parsing
     terms: list[str] = field(default_factory=list)  # configured terms it matched (set by a pipeline)
+    # The conversation: the source_id this post replies to, and of its thread's root (None: top level).
+    parent_source_id: str | None = None
+    root_source_id: str | None = None
+    via: str = "crawl"  # how it arrived: crawl, stream or import
 
 
 @dataclass

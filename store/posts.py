@@ -31,17 +31,20 @@ _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS posts_staging (
     seq integer, source text, source_id text, url text, author text, text text, lang text,
     created_at timestamptz, terms text[], tags text[], replies integer, reposts integer,
-    likes integer, raw jsonb
+    likes integer, raw jsonb, parent_source_id text, root_source_id text, via text
 ) ON COMMIT DELETE ROWS
 """
 
 _COPY = """
 COPY posts_staging (seq, source, source_id, url, author, text, lang, created_at, terms, tags,
-                    replies, reposts, likes, raw) FROM STDIN
+                    replies, reposts, likes, raw, parent_source_id, root_source_id, via) FROM STDIN
 """
 
 # Only rows that are new or really changed come back, so re-crawling the same page reports
 # 0 new, 0 updated. A changed post's scores are marked for re-aggregation (its terms may differ).
+# What arrives never erases what is stored (a stream event knows less than a crawl): no value is replaced
+# by NULL, no handle by a bare DID (`did:...`, Bluesky's account id before its handle is known), and the
+# way a post first arrived (`via`) stays.
 _MERGE = """
 WITH incoming AS (
     SELECT DISTINCT ON (source, source_id) *
@@ -49,26 +52,35 @@ WITH incoming AS (
     ORDER BY source, source_id, seq DESC
 ), merged AS (
     INSERT INTO posts AS p (source, source_id, url, author, text, lang, created_at, terms, tags,
-                            replies, reposts, likes, raw)
+                            replies, reposts, likes, raw, parent_source_id, root_source_id, via)
     SELECT source, source_id, url, author, text, lang, created_at, terms, tags,
-           replies, reposts, likes, raw
+           replies, reposts, likes, raw, parent_source_id, root_source_id, via
     FROM incoming
     ON CONFLICT (source, source_id) DO UPDATE SET
-        url = EXCLUDED.url,
-        author = EXCLUDED.author,
+        url = COALESCE(EXCLUDED.url, p.url),
+        author = CASE WHEN EXCLUDED.author LIKE 'did:%' AND p.author NOT LIKE 'did:%' THEN p.author
+                      ELSE COALESCE(EXCLUDED.author, p.author) END,
         text = EXCLUDED.text,
         lang = COALESCE(EXCLUDED.lang, p.lang),
         terms = ARRAY(SELECT DISTINCT t FROM unnest(p.terms || EXCLUDED.terms) AS t ORDER BY t),
         tags = EXCLUDED.tags,
-        replies = EXCLUDED.replies,
-        reposts = EXCLUDED.reposts,
-        likes = EXCLUDED.likes,
-        raw = EXCLUDED.raw,
+        replies = COALESCE(EXCLUDED.replies, p.replies),
+        reposts = COALESCE(EXCLUDED.reposts, p.reposts),
+        likes = COALESCE(EXCLUDED.likes, p.likes),
+        raw = COALESCE(EXCLUDED.raw, p.raw),
+        parent_source_id = COALESCE(EXCLUDED.parent_source_id, p.parent_source_id),
+        root_source_id = COALESCE(EXCLUDED.root_source_id, p.root_source_id),
         updated_at = now()
-    WHERE (p.url, p.author, p.text, p.lang, p.tags, p.replies, p.reposts, p.likes)
+    WHERE (p.url, p.author, p.text, p.lang, p.tags, p.replies, p.reposts, p.likes, p.parent_source_id,
+           p.root_source_id)
           IS DISTINCT FROM
-          (EXCLUDED.url, EXCLUDED.author, EXCLUDED.text, COALESCE(EXCLUDED.lang, p.lang), EXCLUDED.tags,
-           EXCLUDED.replies, EXCLUDED.reposts, EXCLUDED.likes)
+          (COALESCE(EXCLUDED.url, p.url),
+           CASE WHEN EXCLUDED.author LIKE 'did:%' AND p.author NOT LIKE 'did:%' THEN p.author
+                ELSE COALESCE(EXCLUDED.author, p.author) END,
+           EXCLUDED.text, COALESCE(EXCLUDED.lang, p.lang), EXCLUDED.tags,
+           COALESCE(EXCLUDED.replies, p.replies), COALESCE(EXCLUDED.reposts, p.reposts),
+           COALESCE(EXCLUDED.likes, p.likes), COALESCE(EXCLUDED.parent_source_id, p.parent_source_id),
+           COALESCE(EXCLUDED.root_source_id, p.root_source_id))
        OR NOT (EXCLUDED.terms <@ p.terms)
     RETURNING p.id, (xmax = 0) AS inserted
 ), requeued AS (
@@ -118,6 +130,9 @@ def upsert_posts(conn: psycopg.Connection, posts: Sequence[Post]) -> UpsertResul
                         metrics.get("reposts"),
                         metrics.get("likes"),
                         _raw(post.raw),
+                        storable(post.parent_source_id),
+                        storable(post.root_source_id),
+                        post.via,
                     )
                 )
         row = cur.execute(_MERGE).fetchone()

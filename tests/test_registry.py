@@ -67,3 +67,17 @@ def test_the_registry_imports_neither_scrapy_nor_a_spider() -> None:
             "print([m for m in sys.modules if m == 'scrapy' or m.startswith('murmur.crawler.spiders')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_shipped_config_has_a_table_for_each_registered_source_with_its_own_keys() -> None:
+    import tomllib
+
+    from murmur.config.settings import default_toml_path
+
+    text = default_toml_path().read_text(encoding="utf-8")
+    tables = tomllib.loads(text)["sources"]
+    assert sorted(tables) == sorted(SOURCES)
+    for name, entry in SOURCES.items():  # each source-only key set, or shown commented out
+        for key in entry.keys:
+            assert key.name in tables[name] or f"# {key.name} =" in text, f"[sources.{name}] {key.name}"
+            assert key.help, f"{name}.{key.name} has no help line"

@@ -150,20 +150,56 @@ def post_from_view(view: Any) -> Post | None:
     name = _author_name(author)
     if not isinstance(text, str) or created_at is None or name is None:
         return None
+    return post_from_record(uri, name, record, created_at=created_at, metrics=_metrics(view), raw=view)
+
+
+def post_from_record(
+    uri: str,
+    author: str,
+    record: dict[str, Any],
+    *,
+    created_at: datetime,
+    metrics: dict[str, int] | None = None,
+    raw: dict[str, Any] | None = None,
+    via: str = "crawl",
+) -> Post:
+    """An `app.bsky.feed.post` record -> a Post, whoever read it (the spider's post views, the Jetstream
+    consumer's commits): text with links written out, the first of `langs`, hashtags from facets and tags,
+    and the reply refs. `author` is the handle, or the DID until a handle is known."""
+    match = _AT_URI.match(uri)
+    rkey = match.group(3) if match else uri.rsplit("/", 1)[-1]
+    text = record.get("text")
     langs = record.get("langs")
     lang = langs[0] if isinstance(langs, list) and langs and isinstance(langs[0], str) and langs[0] else None
+    parent, root = reply_refs(record)
     return Post(
         source=SOURCE,
         source_id=uri,
-        url=web_url(name, match.group(3)),
-        author=name,
-        text=_expand_links(text, record.get("facets")).strip(),
+        url=web_url(author, rkey),
+        author=author,
+        text=_expand_links(text if isinstance(text, str) else "", record.get("facets")).strip(),
         created_at=created_at,
         lang=lang,
         tags=_tags(record),
-        metrics=_metrics(view),
-        raw=view,
+        metrics=metrics or {},
+        raw=raw if raw is not None else record,
+        parent_source_id=parent,
+        root_source_id=root,
+        via=via,
     )
+
+
+def reply_refs(record: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(parent, root) at:// URIs of a reply record's `reply` refs (app.bsky.feed.post#replyRef), or Nones."""
+    reply = record.get("reply")
+    if not isinstance(reply, dict):
+        return None, None
+
+    def uri_of(ref: Any) -> str | None:
+        uri = ref.get("uri") if isinstance(ref, dict) else None
+        return uri if isinstance(uri, str) and uri.startswith("at://") else None
+
+    return uri_of(reply.get("parent")), uri_of(reply.get("root"))
 
 
 def web_url(actor: str, rkey: str) -> str:
