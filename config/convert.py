@@ -119,6 +119,16 @@ def _url_list(key: str, value: Any) -> tuple[str, ...]:
     return tuple(_url(f"{key}[{i}]", v) for i, v in enumerate(_str_list(key, value)))
 
 
+def _ws_url_list(key: str, value: Any) -> tuple[str, ...]:
+    """Websocket base URLs (a stream source's instances): ws:// or wss://, no trailing slash."""
+    urls = []
+    for i, item in enumerate(_str_list(key, value)):
+        if not re.match(r"^wss?://[^/\s]+", item):
+            raise _fail(f"{key}[{i}]", item, "use a ws:// or wss:// URL, e.g. wss://jetstream1.us-east.bsky.network")
+        urls.append(item.rstrip("/"))
+    return tuple(urls)
+
+
 def _device(key: str, value: Any) -> str:
     text = _str(key, value).lower()
     if re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", text):

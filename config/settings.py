@@ -37,6 +37,7 @@ from murmur.config.convert import (  # noqa: F401  (ConfigError, parse_duration:
     _url,
     _url_list,
     _webhook_url,
+    _ws_url_list,
     parse_duration,
 )
 from murmur.crawler.registry import SOURCES, read_environment
@@ -88,10 +89,16 @@ class SourceSettings:
     accounts: tuple[str, ...] = ()
     subreddits: tuple[str, ...] = ()
     comments: bool = False
+    # Also collect the replies to each matching post (bluesky, mastodon; reddit: `comments` is the same switch).
+    replies: bool = False
     # Page URLs to start from (rednote, tiktok, lemon8): any http(s) host, so saved pages can stand in.
     urls: tuple[str, ...] = ()
     # Follow links to this platform found in other sources' posts (rednote, tiktok, lemon8, threads).
     follow_links: bool = True
+    # Stream sources (jetstream): seconds re-read before the stored cursor when (re)connecting, and whether
+    # every post the stream delivers is counted into network_volume (the baseline of `report --share`).
+    rewind: float = 5.0
+    baseline: bool = True
     # Credential name -> value, from the environment variables the registry names (only those set).
     # Secrets: never logged or printed.
     credentials: dict[str, str] = field(default_factory=dict, repr=False)
@@ -204,7 +211,8 @@ _SOURCE_KEYS: dict[str, Any] = {
 
 
 # The converters the registry's source-only keys name (crawler/registry.py: SourceKey.kind).
-_KEY_KINDS: dict[str, Any] = {"bool": _bool, "str_list": _str_list, "url_list": _url_list}
+_KEY_KINDS: dict[str, Any] = {"bool": _bool, "str_list": _str_list, "url_list": _url_list,
+                              "ws_url_list": _ws_url_list, "seconds": _non_negative_float}
 
 # Keys that only the named sources take (from the registry); any other source refuses them as unknown keys.
 _SOURCE_ONLY_KEYS: dict[str, dict[str, Any]] = {

@@ -67,8 +67,23 @@ class NormalisePipeline:
         return item
 
 
+def term_matcher(crawler: Crawler) -> TermMatcher:
+    """A matcher of the crawl's configured terms, for a spider that picks the posts whose replies it reads."""
+    return TermMatcher(list(murmur_settings(crawler).terms))
+
+
+def post_terms(matcher: TermMatcher, post: Post) -> list[str]:
+    """The terms `post` matches, found as MatchTermsPipeline finds them (on its normalised text)."""
+    return matcher.match(normalise_text(post.text), post.tags)
+
+
 class MatchTermsPipeline:
-    """Keeps the posts that match a configured term and records which; drops and counts the rest."""
+    """Keeps the posts that match a configured term and records which; drops and counts the rest.
+
+    A reply a spider collected for its thread (`sources.<name>.replies`) comes with `terms` already set,
+    to its thread's: it is kept whether or not it names a term itself (the replies to a matching post
+    rarely repeat the term), with its own matches first, and counted as `murmur/posts/replies`.
+    """
 
     def __init__(self, crawler: Crawler, terms: list[str]) -> None:
         self.stats = crawler.stats
@@ -84,7 +99,11 @@ class MatchTermsPipeline:
     def process_item(self, item: Any) -> Any:
         if not isinstance(item, Post):
             return item
-        item.terms = self.matcher.match(item.text, item.tags)
+        thread = list(item.terms)  # set by the spider for a reply: its thread's terms
+        own = self.matcher.match(item.text, item.tags)
+        item.terms = own + [term for term in thread if term not in own]
+        if thread:
+            self.stats.inc_value("murmur/posts/replies")
         if not item.terms:
             self.stats.inc_value("murmur/posts/dropped/no_term")
             raise DropItem(f"{item.source} {item.source_id}: matches no configured term")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 SEARCH = "search"  # asks the platform for posts matching the terms
 PAGES = "pages"  # fetches public pages, configured or linked from other sources' posts
 ACCOUNTS = "accounts"  # reads the posts of configured accounts, feeds or subreddits
-STREAM = "stream"  # a long-lived connection (none crawls this way yet)
+STREAM = "stream"  # a long-lived connection (no spider: `murmur stream` and the service run it)
 IMPORT = "import"  # reads captures or dumps (none yet)
 
 MB = 1024 * 1024
@@ -31,14 +31,14 @@ class SourceKey:
     """A key only this source takes under `[sources.<name>]`; `kind` names the settings' converter."""
 
     name: str
-    kind: str  # "bool", "str_list", "url_list" (config/settings.py: _KEY_KINDS)
+    kind: str  # "bool", "str_list", "url_list", "ws_url_list", "seconds" (config/settings.py: _KEY_KINDS)
     help: str
 
 
 @dataclass(frozen=True)
 class Source:
     name: str
-    spider: str  # "module:Class", imported only when a crawl needs it
+    spider: str | None  # "module:Class", imported only when a crawl needs it; None for a stream source
     capabilities: frozenset[str]
     keys: tuple[SourceKey, ...] = ()
     # Credential name -> its environment variable; read by the config layer into
@@ -52,6 +52,11 @@ class Source:
     limits: tuple[int, int] = API_LIMITS  # (DOWNLOAD_MAXSIZE, DOWNLOAD_WARNSIZE) in bytes
 
     @property
+    def is_stream(self) -> bool:
+        """A stream source has no spider: `murmur crawl` and `run --once` skip it, `murmur stream` runs it."""
+        return STREAM in self.capabilities
+
+    @property
     def maxsize(self) -> int:
         return self.limits[0]
 
@@ -60,6 +65,7 @@ class Source:
         return self.limits[1]
 
 
+_REPLIES = SourceKey("replies", "bool", "also collect the replies to each matching post (with the thread's terms)")
 _URLS = SourceKey("urls", "url_list", "page URLs to fetch every run (any http(s) host: saved pages can stand in)")
 _FOLLOW = SourceKey("follow_links", "bool", "also fetch pages of this platform linked from other sources' posts")
 
@@ -67,14 +73,17 @@ SOURCES: dict[str, Source] = {
     s.name: s
     for s in (
         Source("mastodon", "murmur.crawler.spiders.mastodon:MastodonSpider", frozenset({SEARCH}),
+               keys=(_REPLIES,),
                required={"instances": ("instance URL", '["https://mastodon.social"]')}),
         Source("bluesky", "murmur.crawler.spiders.bluesky:BlueskySpider", frozenset({SEARCH, ACCOUNTS}),
                keys=(SourceKey("accounts", "str_list", "handles whose posts are read (no credential needed)"),
-                     SourceKey("feeds", "str_list", "custom feed URIs whose posts are read (no credential needed)")),
+                     SourceKey("feeds", "str_list", "custom feed URIs whose posts are read (no credential needed)"),
+                     _REPLIES),
                credentials={"handle": "MURMUR_BLUESKY_HANDLE", "app_password": "MURMUR_BLUESKY_APP_PASSWORD"}),
         Source("reddit", "murmur.crawler.spiders.reddit:RedditSpider", frozenset({SEARCH, ACCOUNTS}),
                keys=(SourceKey("subreddits", "str_list", "search inside these subreddits instead of all of Reddit"),
-                     SourceKey("comments", "bool", "also read the comments of new submissions")),
+                     SourceKey("comments", "bool", "also read the comments of new submissions (as `replies`)"),
+                     _REPLIES),
                credentials={"client_id": "MURMUR_REDDIT_CLIENT_ID", "client_secret": "MURMUR_REDDIT_CLIENT_SECRET"}),
         Source("lemmy", "murmur.crawler.spiders.lemmy:LemmySpider", frozenset({SEARCH}),
                required={"instances": ("instance URL", '["https://lemmy.world"]')}),
@@ -96,6 +105,12 @@ SOURCES: dict[str, Source] = {
                environment={"pages_url": "MURMUR_THREADS_PAGES_URL"}, limits=PAGE_LIMITS),
         Source("instagram", "murmur.crawler.spiders.instagram:InstagramSpider", frozenset({SEARCH}),
                credentials={"access_token": "MURMUR_INSTAGRAM_ACCESS_TOKEN", "user_id": "MURMUR_INSTAGRAM_USER_ID"}),
+        # Bluesky's public JSON firehose: every post of the network, live, no account (crawler/stream/).
+        Source("jetstream", None, frozenset({STREAM}),
+               keys=(SourceKey("instances", "ws_url_list", "Jetstream base URLs (ws:// or wss://), tried in turn"),
+                     SourceKey("rewind", "seconds", "seconds re-read before the stored cursor on (re)connect"),
+                     SourceKey("baseline", "bool", "count every post the stream delivers into network_volume")),
+               required={"instances": ("Jetstream URL", '["wss://jetstream1.us-east.bsky.network"]')}),
     )
 }
 

@@ -39,7 +39,8 @@ _KEPT_STATS = (
 
 
 # Source name -> "module:class" of its spider (crawler/registry.py); imported only when a crawl needs it.
-SPIDERS = {name: entry.spider for name, entry in SOURCES.items()}
+# Stream sources have none: `murmur stream` runs them (crawler/stream/).
+SPIDERS = {name: entry.spider for name, entry in SOURCES.items() if entry.spider is not None}
 
 
 def spider_classes() -> dict[str, type]:
@@ -98,7 +99,13 @@ def run_crawl(
     *,
     extra: dict[str, Any] | None = None,
 ) -> list[CrawlOutcome]:
-    """Crawl `sources` once, side by side in one reactor; one failing never stops the others."""
+    """Crawl `sources` once, side by side in one reactor; one failing never stops the others. A source with
+    no spider (a stream) is skipped, with a line saying so."""
+    for name in [n for n in sources if n not in SPIDERS]:
+        logger.info("%s is a stream source: a crawl skips it (`murmur stream` or `murmur serve` runs it)", name)
+    sources = [n for n in sources if n in SPIDERS]
+    if not sources:
+        return []
     classes = spider_classes()
     with connect(database_url) as conn:
         migrate(conn)

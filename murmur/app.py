@@ -100,11 +100,34 @@ class App:
         return list(names)
 
     def crawl(self, sources: Sequence[str], *, max_pages: int | None = None) -> list[CrawlOutcome]:
-        """Crawl once, in this process (Scrapy's reactor: one crawl per process); each run recorded."""
+        """Crawl once, in this process (Scrapy's reactor: one crawl per process); each run recorded.
+        Stream sources are skipped with a line saying so (`murmur stream` runs them)."""
+        from murmur.crawler.registry import SOURCES
+
+        streams = [name for name in sources if SOURCES[name].is_stream]
+        for name in streams:
+            logger.info("%s: a stream source, not crawled (run `murmur stream %s`, or `murmur serve`)", name, name)
+        sources = [name for name in sources if name not in streams]
+        if not sources:
+            return []
         from murmur.crawler.runner import run_crawl
 
         extra = {"MURMUR_MAX_PAGES": max_pages} if max_pages else None
         return run_crawl(self.settings, list(sources), self.database_url, extra=extra)
+
+    def chosen_streams(self, names: Sequence[str] = ()) -> list[str]:
+        """The stream sources named (each must be a configured stream source), or every enabled one."""
+        from murmur.crawler.registry import SOURCES
+
+        for name in names:
+            if name not in SOURCES or not SOURCES[name].is_stream:
+                streams = ", ".join(n for n, s in SOURCES.items() if s.is_stream)
+                raise UserError(f"{name!r} is not a stream source; stream sources: {streams}")
+        chosen = self.chosen_sources(names) if names else [
+            s.name for s in self.settings.enabled_sources() if SOURCES[s.name].is_stream]
+        if not chosen:
+            raise UserError("no stream source is enabled; set sources.jetstream.enabled = true in your config")
+        return chosen
 
     # --- scoring ---
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from murmur import __version__
 from murmur.app import App
 from murmur.cli_model import add_model_commands, cmd_model_train
+from murmur.cli_stream import add_stream_command
 from murmur.config import load_settings
 from murmur.console import print_aggregate, print_report, print_score
 from murmur.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, MurmurError, UserError
@@ -34,7 +35,7 @@ logger = logging.getLogger("murmur")
 
 # The names of `murmur report`'s options: ReportOptions.build takes them as keywords.
 REPORT_OPTIONS = ("by", "since", "until", "term", "source", "lang", "compare", "model", "format", "output",
-                  "sections", "chart", "html", "top")
+                  "sections", "chart", "html", "top", "share")
 
 
 @dataclass
@@ -235,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=10, help="how many runs to list (default 10)")
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
 
+    add_stream_command(add)
     add_model_commands(add, fmt)
     return parser
 
@@ -260,6 +262,10 @@ def _report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--html", type=Path, metavar="FILE.html", help="write one self-contained HTML report: chart, "
                    "tables, top positive and negative posts, alerts")
     p.add_argument("--top", type=int, default=5, help="top posts, and co-occurring hashtags per period (default 5)")
+    p.add_argument("--share", action="store_true", help="add share_per_100k: the series' posts the Bluesky stream "
+                   "saw per 100,000 posts of the whole network in the same period and languages (needs the "
+                   "jetstream source's baseline; empty for other sources and periods without it), e.g. "
+                   "murmur report --share --source bluesky --by hour")
 
 
 def _raise_interrupt(signum: int, _frame: Any) -> None:

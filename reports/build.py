@@ -42,6 +42,20 @@ class Report:
     top_positive: list[TopPost] = field(default_factory=list)
     top_negative: list[TopPost] = field(default_factory=list)
     alerts: list[Alert] | None = None  # None: the database has no alerts table
+    # --share: (period start, series key) -> share_per_100k (reports/share.py); None: not asked for
+    shares: dict[tuple[datetime, tuple[str, ...]], float | None] | None = None
+
+    def share(self, p: Point) -> float | None:
+        """The point's share_per_100k (None: not asked for, not applicable, or no baseline)."""
+        return self.shares.get((p.bucket_start, p.key)) if self.shares is not None else None
+
+    def row(self, p: Point) -> dict[str, Any]:
+        """A point as a flat record, with share_per_100k when --share asked for it."""
+        row = as_row(p, self.filters.dims)
+        if self.shares is not None:
+            share = self.share(p)
+            row["share_per_100k"] = round(share, 4) if share is not None else None
+        return row
 
     @property
     def periods(self) -> list[datetime]:
@@ -62,16 +76,16 @@ class Report:
         the series side by side."""
         dims = self.filters.dims
         if not self.filters.compare:
-            return [as_row(p, dims) for p in self.points]
+            return [self.row(p) for p in self.points]
         series = self.series()
         rows = []
         for i, start in enumerate(self.periods):
             side: dict[str, Any] = {}
             for s in series:
                 p = s.points[i]
-                side[s.key[0]] = {k: v for k, v in as_row(p, dims).items() if k not in ("bucket_start", *dims)} \
+                side[s.key[0]] = {k: v for k, v in self.row(p).items() if k not in ("bucket_start", *dims)} \
                     if p else {"posts": 0, "negative": 0, "neutral": 0, "positive": 0, "mean_polarity": None,
-                               "polarity_se": None}
+                               "polarity_se": None} | ({"share_per_100k": None} if self.shares is not None else {})
             rows.append({"bucket_start": start.isoformat(), "series": side})
         return rows
 
@@ -94,11 +108,17 @@ def build_report(
     top: int = 5,
     terms: tuple[str, ...] = (),
     sources: tuple[str, ...] = (),
+    share: bool = False,
 ) -> Report:
     """Run the queries the sections need; `terms` and `sources` are the configured ones (a filter
-    naming neither those nor anything in the data is refused). Raises ReportError, EmptyReport."""
+    naming neither those nor anything in the data is refused); `share`: each point's share of the network
+    (reports/share.py). Raises ReportError, EmptyReport."""
     model, points = trend_points(conn, f, terms=terms, sources=sources)
     report = Report(f, model, points)
+    if share:
+        from murmur.reports.share import shares
+
+        report.shares = shares(conn, f, points)
     if "cooccurrence" in sections:
         report.cooccurrence = cooccurrence(conn, f, top=top)
     if "languages" in sections:

@@ -28,6 +28,7 @@ class ReportOptions:
     chart: Path | None = None
     html: Path | None = None
     top: int = 5
+    share: bool = False  # share_per_100k: the series' stream-seen posts per 100,000 of the network's
 
     @classmethod
     def build(
@@ -47,6 +48,7 @@ class ReportOptions:
         chart: Path | None = None,
         html: Path | None = None,
         top: int = 5,
+        share: bool = False,
     ) -> ReportOptions:
         """The options `murmur report` takes, by the names of its flags (lists may hold comma lists); with
         none given, the default report. Checks the combination before any query runs: a bad one is a
@@ -74,7 +76,7 @@ class ReportOptions:
                 raise ReportError("parquet output needs pyarrow: pip install pyarrow") from None
         if top < 1:
             raise ReportError(f"--top must be at least 1, not {top}")
-        return cls(f, fmt, tuple(chosen), output, chart, html, top)
+        return cls(f, fmt, tuple(chosen), output, chart, html, top, share)
 
 
 def run_report(conn: psycopg.Connection, opts: ReportOptions, *, terms: tuple[str, ...], sources: tuple[str, ...],
@@ -84,7 +86,7 @@ def run_report(conn: psycopg.Connection, opts: ReportOptions, *, terms: tuple[st
 
     needed = SECTIONS if opts.html else opts.sections
     report = build_report(conn, opts.filters, sections=needed, highlights=opts.html is not None, top=opts.top,
-                          terms=terms, sources=sources)
+                          terms=terms, sources=sources, share=opts.share)
     if opts.chart is not None:
         from murmur.reports.chart import MAX_PANELS, save_chart
 

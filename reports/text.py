@@ -65,25 +65,36 @@ def _when(t: datetime, by: str) -> str:
 def trend_table(report: Report) -> list[str]:
     """The trend: one row per period and series, or the compared series side by side."""
     f = report.filters
+    share = report.shares is not None  # --share: a column "per 100k" (empty where it cannot be said)
     if not f.compare:
-        header = (f.by, *f.dims, "posts", "neg", "neu", "pos", "polarity", "")
+        header = (f.by, *f.dims, "posts", "neg", "neu", "pos", "polarity", "", *(("per 100k",) if share else ()))
         rows = [
             [_when(p.bucket_start, f.by), *p.key, str(p.posts), str(p.negative), str(p.neutral), str(p.positive),
-             f"{p.mean_polarity:+.2f}", polarity_bar(p.mean_polarity)]
+             f"{p.mean_polarity:+.2f}", polarity_bar(p.mean_polarity), *((_share(report.share(p)),) if share else ())]
             for p in report.points
         ]
         n = len(f.dims)
-        return table(header, rows, set(range(1 + n, 6 + n)))
+        return table(header, rows, set(range(1 + n, 6 + n)) | ({7 + n} if share else set()))
     series = report.series()
-    columns = [f.by] + [c for s in series for c in (s.key[0], "polarity")]
+    per_series = ("polarity", "per 100k") if share else ("polarity",)
+    columns = [f.by] + [c for s in series for c in (s.key[0], *per_series)]
     body: list[list[str]] = []
     for i, start in enumerate(report.periods):
         row = [_when(start, f.by)]
         for s in series:
             p = s.points[i]
             row += [str(p.posts), f"{p.mean_polarity:+.2f}"] if p else ["0", ""]
+            if share:
+                row.append(_share(report.share(p)) if p else "")
         body.append(row)
     return table(columns, body, set(range(1, len(columns))))
+
+
+def _share(value: float | None) -> str:
+    """A share per 100,000: two decimals below 10, none above; empty where there is none."""
+    if value is None:
+        return ""
+    return f"{value:.2f}" if value < 10 else f"{value:.0f}"
 
 
 def summary(report: Report) -> list[str]:

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from murmur.store.status import last_successes, posts_by_source, scoring_throughput, unscored_backlog
+from murmur.store.status import last_successes, posts_by_source, scoring_throughput, stream_health, unscored_backlog
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def probe_connection(database_url: str) -> psycopg.Connection:
 class Metrics:
     """The counters the jobs update, and the registry `/metrics` serves."""
 
-    def __init__(self, database_url: str, *, sources: Iterable[str] = ()) -> None:
+    def __init__(self, database_url: str, *, sources: Iterable[str] = (), streams: Iterable[str] = ()) -> None:
         self.registry = CollectorRegistry()
         self.posts_collected = Counter(
             "murmur_posts_collected", "New posts stored by the crawls this service ran, per source.",
@@ -64,8 +64,14 @@ class Metrics:
             "murmur_job_duration_seconds", "How long each job run took.", ["job"],
             buckets=DURATION_BUCKETS, registry=self.registry,
         )
+        self.stream_restarts = Counter(
+            "murmur_stream_restarts", "Stream consumer processes this service started again after they exited "
+            "(crashed, or gave up on a connection), per source.", ["source"], registry=self.registry,
+        )
         for source in sources:  # every source shows, at 0, before its first crawl
             self.posts_collected.labels(source=source)
+        for source in streams:
+            self.stream_restarts.labels(source=source)
         self.registry.register(DatabaseCollector(database_url))
 
     def record_run(self, job: str, *, status: str, seconds: float, stats: dict[str, Any] | None = None,
@@ -84,6 +90,14 @@ class Metrics:
         if error_kind:
             self.errors.labels(job=job, kind=error_kind).inc()
 
+    def record_stream_exit(self, source: str, *, code: int, seconds: float, restarting: bool) -> None:
+        """Count a stream consumer process that ended: a restart, unless the service is stopping it."""
+        job = f"stream:{source}"
+        self.job_duration.labels(job=job).observe(seconds)
+        if restarting:
+            self.stream_restarts.labels(source=source).inc()
+            self.errors.labels(job=job, kind="exited" if code >= 0 else "killed").inc()
+
 
 class DatabaseCollector(Collector):
     """Gauges read from PostgreSQL at each scrape; `murmur_database_up` 0 (and nothing else) when it
@@ -100,6 +114,7 @@ class DatabaseCollector(Collector):
                 backlog = unscored_backlog(conn)
                 rate = scoring_throughput(conn)
                 successes = last_successes(conn, statuses=("ok", "partial"))  # partial: it collected
+                streams = stream_health(conn)
         except psycopg.Error as err:
             logger.warning("metrics: PostgreSQL did not answer (%s)", first_line(err))
             up.add_metric([], 0)
@@ -121,9 +136,36 @@ class DatabaseCollector(Collector):
         for job, finished in sorted(successes.items()):
             last.add_metric([job], finished.timestamp())
         yield last
+        yield from _stream_gauges(streams)
 
     def describe(self) -> Iterable[Any]:
         return []  # dynamic: never queried at registration
+
+
+def _stream_gauges(streams: dict[str, dict[str, Any]]) -> Iterator[GaugeMetricFamily]:
+    """Per stream source, from its consumer's job_runs row: connected or not, since when, how fast, how far
+    behind real time, how many matched posts and reconnects."""
+    connected = GaugeMetricFamily("murmur_stream_connected", "1 while a consumer of the stream source runs.",
+                                  labels=["source"])
+    since = GaugeMetricFamily("murmur_stream_connected_since_timestamp_seconds",
+                              "When the running consumer of the stream source started (Unix time).", labels=["source"])
+    rate = GaugeMetricFamily("murmur_stream_events_per_second", "Events the latest consumer read per second.",
+                             labels=["source"])
+    matched = GaugeMetricFamily("murmur_stream_matched_posts", "Posts matching a term the latest consumer stored.",
+                                labels=["source"])
+    lag = GaugeMetricFamily("murmur_stream_lag_seconds", "How far behind real time the latest event read was.",
+                            labels=["source"])
+    reconnects = GaugeMetricFamily("murmur_stream_reconnects_24h", "Reconnections in the last 24 hours "
+                                   "(inside each consumer run, and each restart).", labels=["source"])
+    for source, h in sorted(streams.items()):
+        connected.add_metric([source], 1 if h["connected_since"] is not None else 0)
+        if h["connected_since"] is not None:
+            since.add_metric([source], h["connected_since"].timestamp())
+        for family, key in ((rate, "events_per_second"), (matched, "matched_posts"), (lag, "lag_seconds"),
+                            (reconnects, "reconnects_24h")):
+            if h[key] is not None:
+                family.add_metric([source], float(h[key]))
+    yield from (connected, since, rate, matched, lag, reconnects)
 
 
 def first_line(err: BaseException) -> str:

@@ -12,14 +12,18 @@
 - SIGTERM/SIGINT stop it cleanly: no new jobs start, the scoring job stops between batches, a
   running crawl child gets SIGTERM (Scrapy then flushes its pipelines), then the process exits.
 - With `service.http` set, /healthz and Prometheus /metrics are served (scheduler/health.py).
+- Every enabled stream source (Jetstream) runs all the time in a supervised child process, restarted
+  with backoff when it exits, stopped with the service (scheduler/streams.py); no crawl job for it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +37,7 @@ from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 
 from murmur.app import App
 from murmur.config import ConfigError
+from murmur.crawler.registry import SOURCES, STREAM
 from murmur.scheduler.metrics import Metrics, first_line, probe_connection
 from murmur.store.db import connect
 from murmur.store.locks import job_lock_key, try_lock, unlock
@@ -44,6 +49,7 @@ if TYPE_CHECKING:
 
     from murmur.config import Settings
     from murmur.scheduler.health import HealthServer
+    from murmur.scheduler.streams import StreamSupervisor
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +91,19 @@ class Service:
         self.children: set[subprocess.Popen[bytes]] = set()
         self.scheduler: Any = None
         self.model_error: str | None = None  # the last model-loading error logged
-        self.metrics = Metrics(database_url, sources=[s.name for s in settings.enabled_sources()])
+        self.metrics = Metrics(database_url, sources=self.crawl_sources(), streams=self.stream_sources())
         self.http: HealthServer | None = None
+        self.streams: StreamSupervisor | None = None
         self.started_at = datetime.now(UTC)
+
+    def stream_sources(self) -> list[str]:
+        """The enabled sources that stream (a supervised child each) rather than crawl (a scheduled job)."""
+        return [s.name for s in self.settings.enabled_sources()
+                if s.name in SOURCES and STREAM in SOURCES[s.name].capabilities]
+
+    def crawl_sources(self) -> list[str]:
+        streams = set(self.stream_sources())
+        return [s.name for s in self.settings.enabled_sources() if s.name not in streams]
 
     # --- shared resources for the jobs ---
 
@@ -121,8 +137,10 @@ class Service:
 
         with connect(self.database_url) as conn:
             migrate(conn)
+        crawls = set(self.crawl_sources())
         wanted: dict[str, tuple[Any, tuple[Any, ...], float]] = {
             f"crawl:{s.name}": (jobs.crawl, (s.name,), s.interval) for s in self.settings.enabled_sources()
+            if s.name in crawls
         }
         wanted["score"] = (jobs.score, (), self.settings.schedule.score_interval or self.score_poll)
         wanted["aggregate"] = (jobs.aggregate, (), self.settings.schedule.aggregate_interval)
@@ -259,6 +277,32 @@ class Service:
         self.http.start()
         logger.info("health and metrics on %s (/healthz, /metrics)", self.http.url)
 
+    # --- streams ---
+
+    def stream_command(self, source: str) -> list[str]:
+        """The child that consumes one stream source, with the service's config (and database, in its env)."""
+        cmd = [sys.executable, "-m", "murmur"]
+        if self.config_file:
+            cmd += ["--config", str(self.config_file)]
+        return [*cmd, "stream", source]
+
+    def start_streams(self) -> None:
+        """Start the supervised child of every enabled stream source (none: nothing starts)."""
+        sources = self.stream_sources()
+        if not sources:
+            return
+        from murmur.scheduler.streams import StreamSupervisor
+
+        def exited(source: str, code: int, seconds: float) -> None:
+            self.metrics.record_stream_exit(source, code=code, seconds=seconds, restarting=not self.stopping.is_set())
+
+        self.streams = StreamSupervisor(
+            sources, self.stream_command, env={**os.environ, "MURMUR_DATABASE_URL": self.database_url},
+            grace=self.child_grace, on_exit=exited, stopping=self.stopping,
+        )
+        self.streams.start()
+        logger.info("streams: %s running in supervised child processes", ", ".join(sources))
+
     # --- lifecycle ---
 
     def stop(self, *_: Any) -> None:
@@ -272,14 +316,19 @@ class Service:
             self.start_http()  # first: a port that cannot be served fails before any job starts
             scheduler = self.schedule()
             scheduler.resume()
+            self.start_streams()
             logger.info("murmur service running (%d jobs); stop with Ctrl-C or SIGTERM", len(scheduler.get_jobs()))
             while not self.stopping.wait(1.0):
                 pass
             scheduler.pause()  # start nothing new while the running jobs finish
-            scheduler.shutdown(wait=True)
+            scheduler.shutdown(wait=True)  # the stream children got SIGTERM with the stop, and close meanwhile
+            if self.streams is not None:
+                self.streams.stop()
             logger.info("murmur service stopped")
             return 0
         finally:
+            if self.streams is not None:  # a failed start: no child outlives the service
+                self.streams.stop()
             if self.http is not None:
                 self.http.stop()
             for sig, handler in previous.items():

@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from murmur.crawler.registry import SOURCES
+from murmur.crawler.registry import SOURCES, STREAM
 from murmur.store.runs import recent_runs
 from murmur.store.status import (
     latest_runs,
@@ -15,6 +15,7 @@ from murmur.store.status import (
     posts_collected,
     scoring_models,
     scoring_throughput,
+    stream_health,
     table_counts,
     unscored_backlog,
 )
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from murmur.config import Settings
 
 NOT_SCHEDULED = "not scheduled"
+CONTINUOUS = "continuous"  # a stream source: the service keeps its consumer running
 
 
 def gather(conn: psycopg.Connection, settings: Settings, *, limit: int = 10) -> dict[str, Any]:
@@ -36,11 +38,17 @@ def gather(conn: psycopg.Connection, settings: Settings, *, limit: int = 10) -> 
     models = scoring_models(conn)
     enabled = {s.name for s in settings.enabled_sources()}
     crawled = {job.removeprefix("crawl:") for job in latest if job.startswith("crawl:")}
+    health = stream_health(conn)
+    streams = set(health) | {s for s in enabled if s in SOURCES and STREAM in SOURCES[s].capabilities}
     jobs = []
-    for source in sorted(enabled | crawled | set(day)):
-        job = f"crawl:{source}"
-        jobs.append({"job": job, "source": source, "enabled": source in enabled, "last_run": _run(latest.get(job)),
-                     "posts_24h": day.get(source, 0), "next_run": _next(scheduled, job), **_declared(settings, source)})
+    for source in sorted(enabled | crawled | streams | set(day)):
+        job = f"{'stream' if source in streams else 'crawl'}:{source}"
+        entry = {"job": job, "source": source, "enabled": source in enabled, "last_run": _run(latest.get(job)),
+                 "posts_24h": day.get(source, 0), "next_run": _next(scheduled, job), **_declared(settings, source)}
+        if source in streams:
+            entry["next_run"] = CONTINUOUS if scheduled and source in enabled else NOT_SCHEDULED
+            entry["stream"] = _stream(health.get(source))
+        jobs.append(entry)
     for job in ("score", "aggregate"):
         jobs.append({"job": job, "last_run": _run(latest.get(job)), "next_run": _next(scheduled, job)})
     return {
@@ -62,6 +70,15 @@ def _declared(settings: Settings, name: str) -> dict[str, Any]:
     have = configured.credentials if configured is not None else {}
     return {"collects": sorted(entry.capabilities),
             "credentials_unset": [var for key, var in entry.credentials.items() if key not in have]}
+
+
+def _stream(h: dict[str, Any] | None) -> dict[str, Any]:
+    """A stream's figures (source_health): connected since (None: no consumer runs), events/s, matched
+    posts, lag behind real time, reconnects in the last 24 hours."""
+    h = h or {}
+    return {"connected_since": h.get("connected_since"), "events_per_second": h.get("events_per_second"),
+            "matched_posts": h.get("matched_posts"), "lag_seconds": h.get("lag_seconds"),
+            "reconnects_24h": h.get("reconnects_24h") or 0}
 
 
 def _run(row: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -106,7 +123,8 @@ def render(status: dict[str, Any], fmt: str, *, database: str) -> str:
             _when(run.get("started_at")) if run else "never",
             run.get("status", ""),
             f"{run['seconds']:.1f}s" if run.get("seconds") is not None else ("running" if run else ""),
-            _count(run.get("new_posts") if job["job"].startswith("crawl:") else run.get("scored")),
+            _count(run.get("new_posts") if job["job"].startswith("crawl:")
+                   else job["stream"]["matched_posts"] if "stream" in job else run.get("scored")),
             str(job["posts_24h"]) if "posts_24h" in job else "",
             _when(job["next_run"]),
         ))
@@ -117,6 +135,9 @@ def render(status: dict[str, Any], fmt: str, *, database: str) -> str:
         lines.append("  ".join(cells).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
+    for job in status["jobs"]:
+        if "stream" in job:
+            lines.append(_stream_line(job["job"], job["stream"]))
     unset = [(j["job"], j["credentials_unset"]) for j in status["jobs"]
              if j.get("enabled") and j.get("credentials_unset")]
     for job, variables in unset:
@@ -131,6 +152,15 @@ def render(status: dict[str, Any], fmt: str, *, database: str) -> str:
             lines.append(f"{_when(r['started_at'])}  {r['job']:<16} {r['status']:<11} {took:>8}  "
                          f"{r['error'] or ''}".rstrip())
     return "\n".join(lines) + "\n"
+
+
+def _stream_line(job: str, s: dict[str, Any]) -> str:
+    if s["connected_since"] is None:
+        return f"{job}: not connected; {s['reconnects_24h']} reconnects in 24h"
+    rate = f"{s['events_per_second']:g} events/s" if s["events_per_second"] is not None else "rate unknown"
+    lag = f"lag {s['lag_seconds']:.1f}s" if s["lag_seconds"] is not None else "lag unknown"
+    return (f"{job}: connected since {_when(s['connected_since'])}, {rate}, {s['matched_posts'] or 0} matched posts, "
+            f"{lag}, {s['reconnects_24h']} reconnects in 24h")
 
 
 def _when(value: datetime | str | None) -> str:

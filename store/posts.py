@@ -43,8 +43,8 @@ COPY posts_staging (seq, source, source_id, url, author, text, lang, created_at,
 # Only rows that are new or really changed come back, so re-crawling the same page reports
 # 0 new, 0 updated. A changed post's scores are marked for re-aggregation (its terms may differ).
 # What arrives never erases what is stored (a stream event knows less than a crawl): no value is replaced
-# by NULL, no handle by a bare DID (`did:...`, Bluesky's account id before its handle is known), and the
-# way a post first arrived (`via`) stays.
+# by NULL, no handle (nor the URL made with it) by a bare DID (`did:...`, Bluesky's account id before its
+# handle is known), and the way a post first arrived (`via`) stays.
 _MERGE = """
 WITH incoming AS (
     SELECT DISTINCT ON (source, source_id) *
@@ -57,7 +57,8 @@ WITH incoming AS (
            replies, reposts, likes, raw, parent_source_id, root_source_id, via
     FROM incoming
     ON CONFLICT (source, source_id) DO UPDATE SET
-        url = COALESCE(EXCLUDED.url, p.url),
+        url = CASE WHEN EXCLUDED.author LIKE 'did:%' AND p.author NOT LIKE 'did:%' THEN p.url
+                   ELSE COALESCE(EXCLUDED.url, p.url) END,
         author = CASE WHEN EXCLUDED.author LIKE 'did:%' AND p.author NOT LIKE 'did:%' THEN p.author
                       ELSE COALESCE(EXCLUDED.author, p.author) END,
         text = EXCLUDED.text,
@@ -74,7 +75,8 @@ WITH incoming AS (
     WHERE (p.url, p.author, p.text, p.lang, p.tags, p.replies, p.reposts, p.likes, p.parent_source_id,
            p.root_source_id)
           IS DISTINCT FROM
-          (COALESCE(EXCLUDED.url, p.url),
+          (CASE WHEN EXCLUDED.author LIKE 'did:%' AND p.author NOT LIKE 'did:%' THEN p.url
+                ELSE COALESCE(EXCLUDED.url, p.url) END,
            CASE WHEN EXCLUDED.author LIKE 'did:%' AND p.author NOT LIKE 'did:%' THEN p.author
                 ELSE COALESCE(EXCLUDED.author, p.author) END,
            EXCLUDED.text, COALESCE(EXCLUDED.lang, p.lang), EXCLUDED.tags,
@@ -110,6 +112,8 @@ def upsert_posts(conn: psycopg.Connection, posts: Sequence[Post]) -> UpsertResul
     if not posts:
         return UpsertResult(0, 0, 0)
     conn.execute(_STAGING)
+    # Emptied at commit; but two upserts in one transaction would see the first one's rows again.
+    conn.execute("DELETE FROM posts_staging")
     with conn.cursor() as cur:
         with cur.copy(_COPY) as copy:
             for seq, post in enumerate(posts):

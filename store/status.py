@@ -131,3 +131,33 @@ def table_counts(conn: psycopg.Connection) -> tuple[int, int, int]:
     ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1]), int(row[2])
+
+
+def stream_health(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
+    """Stream source -> its figures from the `source_health` view (migration 0009): connected_since (None
+    when no consumer is connected), events_per_second, matched_posts, lag_seconds, reconnects_24h,
+    last_run_at, last_status, last_error, and `running` (a consumer holds the stream's lock); from the
+    `stream:<source>` job_runs rows the consumer keeps up to date. A row a killed consumer left 'running'
+    is not connected: no process holds its lock."""
+    from murmur.store.locks import job_lock_key
+
+    cur = conn.execute(
+        """
+        SELECT source, connected_since, events_per_second, matched_posts, lag_seconds, reconnects_24h,
+               last_run_at, last_status, last_error
+        FROM source_health WHERE kind = 'stream' ORDER BY source
+        """
+    )
+    names = [d.name for d in cur.description or []]
+    health = {row[0]: dict(zip(names[1:], row[1:], strict=True)) for row in cur.fetchall()}
+    for source, h in health.items():
+        # A bigint advisory lock below 2**32 shows in pg_locks as classid 0, objid the key, objsubid 1.
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = 0"
+            " AND objid::bigint = %s AND objsubid = 1 AND granted)",
+            (job_lock_key(f"stream:{source}"),),
+        ).fetchone()
+        h["running"] = bool(row and row[0])
+        if not h["running"]:
+            h["connected_since"] = None
+    return health

@@ -32,6 +32,22 @@ JOIN posts p ON p.id = c.post_id
 CROSS JOIN (VALUES ('hour', INTERVAL '1 hour'), ('day', INTERVAL '1 day')) AS b(size, step)
 """
 
+# Buckets whose posts were deleted or edited under their aggregates (a stream source marks them:
+# store/stream.py) are recomputed too; a bucket already claimed above is not listed twice (a duplicate
+# row here would count its posts twice).
+_CLAIM_DIRTY = """
+WITH dirty AS (
+    DELETE FROM dirty_buckets RETURNING bucket_size, bucket_start, source, model
+)
+INSERT INTO touched_buckets (bucket_size, bucket_start, source, model)
+SELECT DISTINCT d.bucket_size, d.bucket_start, d.source, d.model
+FROM dirty d
+WHERE NOT EXISTS (
+    SELECT 1 FROM touched_buckets t
+    WHERE (t.bucket_size, t.bucket_start, t.source, t.model) = (d.bucket_size, d.bucket_start, d.source, d.model)
+)
+"""
+
 # A post weighs murmur_engagement_weight(likes, reposts, replies) = 1 + ln(1 + likes + reposts + replies)
 # in `weighted_polarity` (migration 0004 defines it): reactions count, but a viral post does not drown the rest.
 _RECOMPUTE = """
@@ -121,6 +137,8 @@ def aggregate(
         with conn.cursor() as cur:
             cur.execute(_CLAIM_TOUCHED)
             touched = cur.rowcount
+            cur.execute(_CLAIM_DIRTY)
+            touched += cur.rowcount
             if touched == 0:
                 return AggregateRun(0, 0, 0)
             scores_row = cur.execute(

@@ -78,6 +78,17 @@ class Bluesky:
         return Reply.json(load("feed_generator.json") if not request.param("cursor") else {"feed": []})
 
 
+TOP = "at://did:plc:m4plej0q7xw2k5vz3rb6tyd1/app.bsky.feed.post/3lfnrx2q4kc2s"  # search_posts.json's first
+
+
+def post_thread(request: Request) -> Reply:
+    """post_thread.json for the first post of search_posts.json; a deleted post's answer for any other."""
+    if request.param("uri") == TOP:
+        return Reply.json(load("post_thread.json"))
+    return Reply.json({"thread": {"$type": "app.bsky.feed.defs#notFoundPost", "uri": request.param("uri"),
+                                  "notFound": True}})
+
+
 @pytest.fixture
 def bsky() -> Bluesky:
     return Bluesky()
@@ -91,11 +102,12 @@ def api(bsky: Bluesky) -> Iterator[FakeAPI]:
         server.route("/xrpc/app.bsky.feed.searchPosts", bsky.search)
         server.route("/xrpc/app.bsky.feed.getAuthorFeed", bsky.author_feed)
         server.route("/xrpc/app.bsky.feed.getFeed", bsky.feed)
+        server.route("/xrpc/app.bsky.feed.getPostThread", post_thread)
         yield server
 
 
 def crawl(tmp_path: Path, db_url: str, api: FakeAPI, *, accounts: tuple[str, ...] = (),
-          feeds: tuple[str, ...] = (), **env: str) -> Any:
+          feeds: tuple[str, ...] = (), replies: bool = False, **env: str) -> Any:
     config = tmp_path / "murmur.toml"
     config.write_text(
         f"""
@@ -108,6 +120,7 @@ accounts = {json.dumps(list(accounts))}
 feeds = {json.dumps(list(feeds))}
 max_pages = 3
 download_delay = 0
+replies = {json.dumps(replies)}
 """
     )
     return run_murmur("--config", str(config), "crawl", "bluesky", db_url=db_url, **env)
@@ -266,3 +279,23 @@ def test_without_credentials_or_feeds_the_source_fails_with_one_line(caplog: pyt
     assert "MURMUR_BLUESKY_HANDLE" in line and "MURMUR_BLUESKY_APP_PASSWORD" in line and "accounts" in line
     # the runner's rule (crawler/runner.py _outcome): failed when every host it read from failed
     assert spider.failures and len(spider.failures) >= max(len(spider.instances), 1)
+
+
+def test_replies_are_read_from_the_public_thread_and_stored_with_parent_root_and_the_threads_terms(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection, api: FakeAPI
+) -> None:
+    result = crawl(tmp_path, db_url, api, replies=True, **CREDENTIALS)
+    assert result.returncode == 0, result.stderr
+    threads = calls(api, "/xrpc/app.bsky.feed.getPostThread")
+    # One request per matching post with replies, without the session (the public AppView answers it).
+    assert len(threads) == 4 and TOP in {r.param("uri") for r in threads}
+    assert {(r.param("depth"), r.param("parentHeight")) for r in threads} == {("6", "0")}
+    assert not any("authorization" in r.headers for r in threads)
+
+    (thread_terms,) = conn.execute("SELECT terms FROM posts WHERE source_id = %s", (TOP,)).fetchone()
+    rows = conn.execute("SELECT source_id, parent_source_id, root_source_id, terms FROM posts "
+                        "WHERE root_source_id = %s ORDER BY created_at", (TOP,)).fetchall()
+    first, second = (r[0] for r in rows)
+    assert [r[1:] for r in rows] == [(TOP, TOP, thread_terms), (first, TOP, thread_terms)]
+    status, stats, _ = last_run(conn)
+    assert status == "ok" and stats["murmur/posts/replies"] == 2 and stats["murmur/bluesky/threads"] == 4

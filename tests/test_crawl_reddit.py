@@ -149,8 +149,9 @@ def test_oauth_crawl_stores_posts_and_comments_then_fetches_only_new_posts(
     assert all(r.headers["user-agent"].startswith("murmur/") for r in api.requests)
 
     counts = dict(conn.execute("SELECT left(source_id, 3), count(*) FROM posts WHERE source = 'reddit' GROUP BY 1"))
-    # 121 submissions; of the comments, the two that name a term (the others match none and are dropped).
-    assert counts == {"t3_": 121, "t1_": 2}
+    # 121 submissions and every live comment of the matching one: the thread's replies, kept with its terms
+    # whether or not they name a term (`comments` is `replies` under its older name).
+    assert counts == {"t3_": 121, "t1_": 4}
     text, url, created, likes, replies = conn.execute(
         "SELECT text, url, created_at, likes, replies FROM posts WHERE source_id = 't3_1i2b3c4'").fetchone()
     assert text.startswith("Day 3 as a TikTok refugee on RedNote 😂\n\nHonestly? The vibes on 小红书 are immaculate & ")
@@ -162,7 +163,7 @@ def test_oauth_crawl_stores_posts_and_comments_then_fetches_only_new_posts(
 
     status, stats, error = last_run(conn)
     assert status == "ok" and error is None
-    assert stats["murmur/pages"] == 3 and stats["murmur/posts/new"] == 123
+    assert stats["murmur/pages"] == 3 and stats["murmur/posts/new"] == 125 and stats["murmur/posts/replies"] == 4
     assert stats["murmur/reddit/comment_trees"] == 1 and stats["murmur/reddit/more_skipped"] == 2
     assert stats["murmur/reddit/ratelimit_waits"] == 1  # the first page said the window was spent
     assert "s3cret-never-shown" not in result.stdout + result.stderr and TOKEN not in result.stderr
@@ -178,7 +179,7 @@ def test_oauth_crawl_stores_posts_and_comments_then_fetches_only_new_posts(
     assert again.returncode == 0, again.stderr
     asked = api.requests[seen + 1:]  # after the token
     assert [r.path for r in asked] == ["/search"] and "after" not in asked[0].query  # stopped at known posts
-    assert conn.execute("SELECT count(*), count(DISTINCT source_id) FROM posts").fetchone() == (130, 130)
+    assert conn.execute("SELECT count(*), count(DISTINCT source_id) FROM posts").fetchone() == (132, 132)
     assert last_run(conn)[1]["murmur/posts/new"] == 7
     assert conn.execute("SELECT cursor FROM crawl_state WHERE source = 'reddit'").fetchone() == (
         str(int(newest + 30 + 60 * 7)),)
@@ -285,3 +286,24 @@ def test_an_api_refusal_mid_run_is_one_line_and_stops_the_source(caplog: pytest.
     assert line == ("reddit: Reddit refused the request (HTTP 401: Unauthorized); check MURMUR_REDDIT_CLIENT_ID "
                     "and MURMUR_REDDIT_CLIENT_SECRET")
     assert spider.failures == {"http://127.0.0.1:9": line.removeprefix("reddit: ")}
+
+
+def test_replies_are_stored_with_their_parent_root_and_the_threads_terms(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection, api: FakeAPI
+) -> None:
+    serve(api, FakeReddit({"all": [TEMPLATE]}))
+    result = crawl(tmp_path, db_url, api, env=CLIENT, replies=True)
+    assert result.returncode == 0, result.stderr
+    assert [r.path for r in api.requests if r.path.startswith("/comments/")] == ["/comments/1i2b3c4"]
+    rows = conn.execute("SELECT source_id, parent_source_id, root_source_id, terms FROM posts "
+                        "WHERE source_id LIKE 't1_%' ORDER BY source_id").fetchall()
+    (thread_terms,) = conn.execute("SELECT terms FROM posts WHERE source_id = 't3_1i2b3c4'").fetchone()
+    assert [r[:3] for r in rows] == [
+        ("t1_m7hb001", "t3_1i2b3c4", "t3_1i2b3c4"),
+        ("t1_m7hb002", "t1_m7hb001", "t3_1i2b3c4"),
+        ("t1_m7hb004", "t1_m7hb003", "t3_1i2b3c4"),  # its parent was removed: the reference stays
+        ("t1_m7hb007", "t3_1i2b3c4", "t3_1i2b3c4"),
+    ]
+    # A reply naming no term carries the thread's; one naming a term carries its own and the thread's.
+    assert all(set(thread_terms) <= set(terms) for *_, terms in rows)
+    assert last_run(conn)[1]["murmur/posts/replies"] == 4

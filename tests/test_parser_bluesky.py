@@ -286,3 +286,18 @@ def test_nul_and_lone_surrogates_which_postgres_cannot_store_are_removed() -> No
     (post,) = parse_search(body).posts
     assert post.text.startswith("Day 3 on RedNote")
     assert "\x00" not in json.dumps(post.raw) and "\\u0000" not in json.dumps(post.raw)
+
+
+def test_a_thread_gives_the_replies_below_the_post_with_their_reply_refs() -> None:
+    from murmur.crawler.parsers.bluesky_thread import parse_thread
+
+    thread = parse_thread(fixture("post_thread.json"))
+    top = "at://did:plc:m4plej0q7xw2k5vz3rb6tyd1/app.bsky.feed.post/3lfnrx2q4kc2s"
+    first, second = thread.replies  # depth first; the thread's own post is not a reply to it
+    assert (first.parent_source_id, first.root_source_id) == (top, top)
+    assert (second.parent_source_id, second.root_source_id) == (first.source_id, top)
+    assert first.text == "欢迎！which app did you try first?" and first.lang == "zh"
+    assert thread.unavailable == 2 and thread.skipped == 0  # a deleted and a blocked reply
+    assert parse_thread(b'{"thread": {"uri": "at://x/app.bsky.feed.post/1", "notFound": true}}').replies == []
+    with pytest.raises(ParseError):
+        parse_thread(b'{"posts": []}')

@@ -199,3 +199,13 @@ def test_parse_raises_only_parse_error_on_arbitrary_json(value: object) -> None:
     assert len(parsed.posts) + parsed.skipped + parsed.deleted <= parsed.hits
     for post in parsed.posts:
         assert post.created_at.tzinfo is not None and post.text.strip() and post.source_id.isdigit()
+
+
+def test_comments_name_their_parent_and_story_stories_name_none() -> None:
+    posts = {p.source_id: p for p in parse_search(fixture("search_by_date.json")).posts}
+    reply = posts["42733877"]  # a reply to comment 42734410 under story 42718113
+    assert (reply.parent_source_id, reply.root_source_id) == ("42734410", "42718113")
+    top = posts["42734410"]  # a comment on the story itself
+    assert (top.parent_source_id, top.root_source_id) == ("42718113", "42718113")
+    story = posts["42718113"]
+    assert (story.parent_source_id, story.root_source_id) == (None, None)

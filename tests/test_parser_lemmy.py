@@ -231,3 +231,14 @@ def test_parse_raises_only_parse_error_on_arbitrary_json(value: object, kind: st
     for post in parsed.posts:
         assert post.created_at.tzinfo is not None and isinstance(post.text, str)
         assert post.source_id.startswith(("https://", "http://")) and "@" in (post.author or "")
+
+
+def test_comments_name_the_post_as_root_and_a_parent_comment_by_its_local_id() -> None:
+    parsed = parse_search(fixture("search_comment_replies.json"), kind="comments", instance=INSTANCE)
+    reply, top = parsed.posts
+    post_uri = "https://lemmy.murmur.invalid/post/2460113"
+    # path "0.11852290.11852301": the parent is comment 11852290 as this instance numbers it
+    assert (reply.parent_source_id, reply.root_source_id) == ("lemmy.murmur.invalid:11852290", post_uri)
+    assert (top.parent_source_id, top.root_source_id) == (post_uri, post_uri)  # path "0.<id>": answers the post
+    assert all(p.parent_source_id is None for p in parse_search(fixture("search_posts.json"), kind="posts",
+                                                                instance=INSTANCE).posts)

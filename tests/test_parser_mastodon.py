@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from murmur.crawler.parsers import Page, ParseError, id_key
-from murmur.crawler.parsers.mastodon import html_to_text, parse_timeline
+from murmur.crawler.parsers.mastodon import html_to_text, parse_context, parse_timeline
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mastodon"
 INSTANCE = "mstdn.murmur.invalid"  # the instance tag_timeline.json was "fetched" from
@@ -258,3 +258,48 @@ def test_parse_raises_only_parse_error_on_arbitrary_json(value: object) -> None:
     assert len(parsed.posts) + parsed.skipped <= len(value)
     for post in parsed.posts:
         assert post.created_at.tzinfo is not None and isinstance(post.text, str) and post.source_id
+
+
+MAPLE = "https://mstdn.murmur.invalid/users/maple_jo/statuses/113827324232794113"
+
+
+def timeline() -> Page:
+    return parse_timeline(fixture("tag_timeline.json"), instance=INSTANCE)
+LIN_REPLY = "https://other.murmur.invalid/users/lin/statuses/113827329987000000"
+
+
+def test_a_reply_names_its_parent_by_the_instance_and_the_local_id_until_resolved() -> None:
+    page = parse_timeline(fixture("replies_timeline.json"), instance=INSTANCE)
+    parents = {p.source_id: p.parent_source_id for p in page.posts}
+    assert parents[LIN_REPLY] == "mstdn.murmur.invalid:113827324232794113"
+    assert all(p.root_source_id is None for p in page.posts)  # a status does not name its root
+    assert all(p.parent_source_id is None for p in timeline().posts)  # tag_timeline.json has no replies
+    with_port = parse_timeline(fixture("replies_timeline.json"), instance="localhost:8080").posts[0]
+    assert with_port.parent_source_id == "localhost:8080:113827324232794113"  # two local instances never clash
+
+
+def test_a_context_resolves_the_replies_parents_to_uris_and_roots_them_at_the_top_post() -> None:
+    focus = next(p for p in timeline().posts if p.source_id == MAPLE)
+    context = parse_context(fixture("context.json"), instance=INSTANCE, focus=focus)
+    replies = {p.source_id: p for p in context.replies}
+    assert context.root == MAPLE and context.skipped == 1  # the status without content or account
+    assert replies[LIN_REPLY].parent_source_id == MAPLE
+    own = "https://mstdn.murmur.invalid/users/maple_jo/statuses/113827335120000002"
+    assert replies[own].parent_source_id == LIN_REPLY  # lin's reply by its local id here, resolved
+    assert {p.root_source_id for p in context.replies} == {MAPLE}
+    assert (context.focus.parent_source_id, context.focus.root_source_id) == (None, None)  # a top-level post
+
+
+def test_a_context_of_a_reply_gives_it_the_first_ancestor_as_root() -> None:
+    focus = next(p for p in parse_timeline(fixture("replies_timeline.json"), instance=INSTANCE).posts
+                 if p.source_id == LIN_REPLY)
+    context = parse_context(fixture("context_of_reply.json"), instance=INSTANCE, focus=focus)
+    assert (context.focus.parent_source_id, context.focus.root_source_id) == (MAPLE, MAPLE)
+    (reply,) = context.replies
+    assert (reply.parent_source_id, reply.root_source_id) == (LIN_REPLY, MAPLE)
+
+
+def test_a_context_that_is_no_context_is_a_parse_error() -> None:
+    focus = timeline().posts[0]
+    with pytest.raises(ParseError, match="context"):
+        parse_context(b"[]", instance=INSTANCE, focus=focus)

@@ -192,3 +192,12 @@ def test_error_bodies_say_whether_one_subreddit_or_the_client_is_refused() -> No
     assert (blanket.status, blanket.reason, blanket.message) == (401, None, "Unauthorized")
     html = parse_error(b"<html>blocked</html>", 403)
     assert (html.status, html.reason) == (403, None)
+
+
+def test_comments_name_their_parent_and_their_submission_as_fullnames() -> None:
+    posts = {p.source_id: p for p in parse_comments(fixture("comments.json")).posts}
+    top, nested = posts["t1_m7hb001"], posts["t1_m7hb002"]
+    assert (top.parent_source_id, top.root_source_id) == ("t3_1i2b3c4", "t3_1i2b3c4")  # answers the submission
+    assert (nested.parent_source_id, nested.root_source_id) == ("t1_m7hb001", "t3_1i2b3c4")  # answers a comment
+    assert all(p.root_source_id == "t3_1i2b3c4" for p in posts.values())
+    assert all(p.parent_source_id is None for p in parse_listing(fixture("search.json")).posts)  # submissions

@@ -156,3 +156,10 @@ def test_error_bodies_give_reason_message_and_details() -> None:
 def test_an_unreadable_error_body_still_gives_the_status() -> None:
     error = parse_error(b"<html>Service Unavailable</html>", 503)
     assert (error.code, error.reason, error.message) == (503, None, "HTTP 503")
+
+
+def test_top_level_comments_answer_their_video_which_roots_the_thread() -> None:
+    page = parse_comment_threads(fixture("comment_threads.json"))
+    assert page.posts
+    assert {(p.parent_source_id, p.root_source_id) for p in page.posts} == {("Qm3rT9xLk2A", "Qm3rT9xLk2A")}
+    assert all(p.parent_source_id is None for p in parse_search(fixture("search.json")).posts)  # videos

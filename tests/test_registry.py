@@ -46,7 +46,8 @@ def test_the_deployment_example_names_every_credential_variable() -> None:
 
 def test_settings_and_runner_read_the_registry() -> None:
     assert KNOWN_SOURCES == tuple(SOURCES)
-    assert SPIDERS == {name: s.spider for name, s in SOURCES.items()}
+    assert SPIDERS == {name: s.spider for name, s in SOURCES.items() if not s.is_stream}
+    assert all(s.spider is None for s in SOURCES.values() if s.is_stream)
     for name, entry in SOURCES.items():
         assert {k.name for k in entry.keys} <= set(source_keys(name))
         maxsize, warnsize = entry.limits

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -56,6 +57,7 @@ def seed(conn: psycopg.Connection) -> None:
         post(4, hours=26, likes=3),
         post(5, source="bluesky", hours=2, likes=40, tags=("rednote", "lemon8")),
         post(6, source="bluesky", lang="ja", hours=3),  # no model covers Japanese: stays unscored
+        replace(post(7, source="bluesky", hours=2), via="stream"),  # seen by the stream, not scored yet
     ]
     with conn.transaction():
         upsert_posts(conn, posts)
@@ -69,6 +71,19 @@ def seed(conn: psycopg.Connection) -> None:
     finish_run(conn, start_run(conn, "crawl:mastodon"), status="ok", stats={"murmur/posts/new": 4})
     finish_run(conn, start_run(conn, "crawl:bluesky"), status="failed", error="HTTP 401: check the app password")
     finish_run(conn, start_run(conn, "aggregate"), status="ok")
+    with conn.transaction():  # a stream consumer that lost its connection, and the one running now
+        conn.execute(
+            "INSERT INTO job_runs (job, started_at, finished_at, status, stats, error) VALUES"
+            " ('stream:jetstream', now() - INTERVAL '300 s', now() - INTERVAL '200 s', 'failed',"
+            " '{\"events\": 50, \"reconnects\": 1}', 'connection closed'),"
+            " ('stream:jetstream', now() - INTERVAL '100 s', NULL, 'running',"
+            " '{\"events\": 12000, \"matched\": 12, \"lag\": 0.8, \"reconnects\": 2}', NULL)"
+        )
+        with conn.cursor() as cur:  # the network's posts, as the stream counted them
+            cur.executemany("INSERT INTO network_volume (bucket_start, source, lang, posts)"
+                            " VALUES (%s, 'bluesky', %s, %s)",
+                            [(T0, "en", 50_000), (T0 + timedelta(hours=2), "en", 120_000),
+                             (T0 + timedelta(hours=2), "und", 30_000)])
     record_next_runs(conn, {"crawl:mastodon": (T0 + timedelta(hours=1), 3600.0), "crawl:bluesky": (None, 1800.0),
                             "score": (T0, 60.0), "aggregate": (T0 + timedelta(minutes=30), 900.0)})
     with conn.transaction():
@@ -77,6 +92,21 @@ def seed(conn: psycopg.Connection) -> None:
                      {"posts": 40, "baseline_days": 7}),
             AlertRow("sentiment_shift", "day", T0 - timedelta(hours=9), "mastodon", "RedNote", MODEL, -0.4, 0.1,
                      -5.2, {"posts": 60, "baseline_posts": 400, "direction": "down"}),
+        ])
+
+
+def seed_conversation(conn: psycopg.Connection) -> None:
+    """A thread (docs/sql.md, "Conversations"): a submission, a comment and a reply to it, unscored; and a
+    Lemmy reply whose parent comment is not stored yet."""
+    with conn.transaction():
+        upsert_posts(conn, [
+            replace(post(8, source="reddit", hours=4), source_id="t3_1i2b3c4"),
+            replace(post(9, source="reddit", hours=5), source_id="t1_a", parent_source_id="t3_1i2b3c4",
+                    root_source_id="t3_1i2b3c4"),
+            replace(post(10, source="reddit", hours=6), source_id="t1_b", parent_source_id="t1_a",
+                    root_source_id="t3_1i2b3c4"),
+            replace(post(11, source="lemmy", hours=6), parent_source_id="lemmy.example:12",
+                    root_source_id="https://lemmy.example/post/1"),
         ])
 
 
@@ -92,13 +122,14 @@ def statements(block: str) -> list[str]:
 
 def test_the_docs_have_sql_for_every_view() -> None:
     text = "\n".join(sql_blocks())
-    for name in ("trend_daily", "trend_hourly", "top_posts", "source_health", "alerts"):
+    for name in ("trend_daily", "trend_hourly", "top_posts", "source_health", "alerts", "network_volume"):
         assert len(re.findall(rf"\bFROM {name}\b", text)) >= 2, name
 
 
 @pytest.mark.parametrize("index", range(len(sql_blocks())))
 def test_every_sql_block_in_the_docs_runs_and_returns_rows(conn: psycopg.Connection, index: int) -> None:
     seed(conn)
+    seed_conversation(conn)
     for statement in statements(sql_blocks()[index]):
         with conn.transaction():
             rows = conn.execute(statement).fetchall()
@@ -135,7 +166,8 @@ def test_the_views_have_the_agreed_columns(conn: psycopg.Connection) -> None:
     assert columns(conn, "top_posts") == ["post_id", "source", "url", "author", "text", "lang", "created_at",
                                           "terms", "tags", "model", "label", "polarity", "engagement"]
     assert columns(conn, "source_health") == ["source", "last_run_at", "last_status", "last_error", "runs_24h",
-                                              "failed_24h", "posts_24h", "posts_7d"]
+                                              "failed_24h", "posts_24h", "posts_7d", "kind", "connected_since",
+                                              "events_per_second", "matched_posts", "lag_seconds", "reconnects_24h"]
     assert columns(conn, "alerts") == ["id", "kind", "bucket_size", "bucket_start", "source", "term", "model",
                                        "value", "baseline", "score", "details", "detected_at", "delivered_at"]
 
@@ -161,7 +193,16 @@ def test_the_views_show_what_the_tables_hold(conn: psycopg.Connection) -> None:
         "SELECT source, last_status, last_error, runs_24h, failed_24h, posts_24h, posts_7d FROM source_health"
     )}
     assert health == {"mastodon": ("ok", None, 1, 0, 4, 4),
-                      "bluesky": ("failed", "HTTP 401: check the app password", 1, 1, 2, 2)}
+                      "bluesky": ("failed", "HTTP 401: check the app password", 1, 1, 3, 3),
+                      "jetstream": ("running", None, 2, 1, 1, 1)}  # its posts: those that came by stream
+    streams = conn.execute(
+        "SELECT source, kind, connected_since IS NOT NULL, events_per_second, matched_posts, lag_seconds,"
+        " reconnects_24h FROM source_health ORDER BY source"
+    ).fetchall()
+    # 12,000 events over its 100 s so far; 1 + 2 reconnects inside the runs, and one restart
+    assert streams == [("bluesky", "crawl", False, None, None, None, None),
+                       ("jetstream", "stream", True, 120.0, 12, 0.8, 4),
+                       ("mastodon", "crawl", False, None, None, None, None)]
 
 
 # The aggregation of murmur before migration 0003: counts and mean polarity only.
@@ -197,8 +238,13 @@ def test_an_existing_database_migrates_with_its_new_columns_filled(db_url: str) 
                 if version < 3:
                     conn.execute(text)
                     conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
-            upsert_posts(conn, [post(i, hours=i / 2, likes=i * 7, lang="zh" if i % 3 == 0 else "en")
-                                for i in range(1, 12)])
+            # Written as that schema's columns (today's upsert_posts writes columns later migrations add).
+            for p in [post(i, hours=i / 2, likes=i * 7, lang="zh" if i % 3 == 0 else "en") for i in range(1, 12)]:
+                conn.execute(
+                    "INSERT INTO posts (source, source_id, url, author, text, lang, created_at, terms, tags, replies,"
+                    " reposts, likes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (p.source, p.source_id, p.url, p.author, p.text, p.lang, p.created_at, p.terms, p.tags,
+                     p.metrics.get("replies"), p.metrics.get("reposts"), p.metrics.get("likes")))
             score(conn, {f"mastodon-{i}": ("positive", "neutral", "negative")[i % 3] for i in range(1, 12)})
             conn.execute(_OLD_AGGREGATE)
             conn.execute("UPDATE sentiment_scores SET aggregated_at = now()")

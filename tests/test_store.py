@@ -260,3 +260,24 @@ def test_status_says_from_the_registry_what_a_source_collects_and_which_credenti
     table = render(gather(conn, settings), "table", database="test")
     assert "crawl:youtube: credentials not set: MURMUR_YOUTUBE_API_KEY" in table
     assert "crawl:reddit: credentials" not in table
+
+
+def test_a_stream_row_never_erases_what_a_crawl_stored(conn: psycopg.Connection) -> None:
+    uri = "at://did:plc:abc/app.bsky.feed.post/3k"
+    crawled = Post(source="bluesky", source_id=uri, url="https://bsky.app/profile/amy.bsky.social/post/3k",
+                   author="amy.bsky.social", text="RedNote is fun", created_at=T0, lang="en", terms=["RedNote"],
+                   metrics={"likes": 5, "reposts": 1, "replies": 2}, raw={"uri": uri})
+    upsert_posts(conn, [crawled])
+    streamed = Post(source="bluesky", source_id=uri, url="https://bsky.app/profile/did:plc:abc/post/3k",
+                    author="did:plc:abc", text="RedNote is fun", created_at=T0, lang=None, terms=["RedNote"],
+                    parent_source_id="at://did:plc:xyz/app.bsky.feed.post/1a", via="stream")
+    upsert_posts(conn, [streamed])
+    row = conn.execute("SELECT url, author, lang, likes, reposts, replies, raw, parent_source_id, via FROM posts"
+                       ).fetchone()
+    assert row == (crawled.url, "amy.bsky.social", "en", 5, 1, 2, {"uri": uri},
+                   "at://did:plc:xyz/app.bsky.feed.post/1a", "crawl")
+    # and a handle, once known, replaces the DID
+    upsert_posts(conn, [streamed])
+    conn.execute("UPDATE posts SET author = 'did:plc:abc', url = %s", (streamed.url,))
+    upsert_posts(conn, [crawled])
+    assert conn.execute("SELECT author, url FROM posts").fetchone() == ("amy.bsky.social", crawled.url)

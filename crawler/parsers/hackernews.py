@@ -135,6 +135,10 @@ def _to_post(hit: dict[str, Any], created_at: datetime | None) -> Post | str | N
         tags=[],  # `_tags` are Algolia filters (story, author_x, story_123), not hashtags
         metrics=_metrics(hit, is_comment),
         raw=hit,
+        # A comment's `parent_id` (the story or comment it answers) and `story_id` (the thread's story)
+        # are item ids, the form source_id takes; a story has no parent.
+        parent_source_id=_object_id(hit.get("parent_id")) if is_comment else None,
+        root_source_id=_object_id(hit.get("story_id")) if is_comment else None,
     )
 
 

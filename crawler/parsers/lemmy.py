@@ -17,9 +17,9 @@ from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 from murmur.crawler.items import Post
-from murmur.crawler.parsers import ParseError, iso_datetime, json_object, load_json, raise_for_error
+from murmur.crawler.parsers import ParseError, as_object, iso_datetime, json_object, load_json, raise_for_error
 
-__all__ = ["KINDS", "SearchPage", "markdown_to_text", "parse_search"]
+__all__ = ["KINDS", "SearchPage", "comment_refs", "markdown_to_text", "parse_search"]
 
 SOURCE = "lemmy"
 
@@ -176,7 +176,28 @@ def _comment_view(view: dict[str, Any], base: str) -> Post | str | None:
     if not isinstance(content, str):
         return None
     metrics = _metrics(view.get("counts"), replies="child_count")
-    return _post(view, comment, markdown_to_text(content), base, metrics)
+    post = _post(view, comment, markdown_to_text(content), base, metrics)
+    if post is not None:
+        post.parent_source_id, post.root_source_id = comment_refs(view, base)
+    return post
+
+
+def comment_refs(view: dict[str, Any], base: str) -> tuple[str | None, str | None]:
+    """(parent, root) of a CommentView: the root is its post's `ap_id`; the parent is that post for a
+    top-level comment, else the comment before it in `path` ("0.<ancestors>.<own id>", the ids local
+    to the instance read, lemmy `crates/db_schema/src/source/comment.rs`), written `<host>:<id>` since
+    only the instance that served it knows which comment that is (docs/sql.md, "Conversations")."""
+    post = view.get("post")
+    root = post.get("ap_id") if isinstance(post, dict) else None
+    root = root if _is_web_url(root) else None
+    path = as_object(view.get("comment")).get("path")
+    ids = path.split(".") if isinstance(path, str) else []
+    if len(ids) < 2 or not all(i.isascii() and i.isdigit() for i in ids):
+        return None, root
+    if len(ids) == 2:  # "0.<own id>": a top-level comment answers the post
+        return root, root
+    host = urlsplit(base).hostname or base
+    return f"{host}:{ids[-2]}", root
 
 
 def _post(view: dict[str, Any], record: dict[str, Any], text: str, base: str, metrics: dict[str, int]) -> Post | None:

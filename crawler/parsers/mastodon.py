@@ -6,6 +6,7 @@ https://docs.joinmastodon.org/entities/Status/). Pure functions only: no network
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,7 +14,7 @@ from murmur.crawler.items import Post
 from murmur.crawler.parsers import Page, ParseError, id_key, iso_datetime, load_json, raise_for_error
 from murmur.crawler.parsers import html_to_text as _html_to_text
 
-__all__ = ["parse_timeline", "html_to_text"]
+__all__ = ["Context", "html_to_text", "local_ref", "parse_context", "parse_timeline"]
 
 SOURCE = "mastodon"
 
@@ -29,7 +30,7 @@ def parse_timeline(body: bytes, *, instance: str) -> Page:
     Raises ParseError when the body is not a JSON array; a malformed entry is skipped and counted.
     """
     statuses = _load_array(body)
-    host = _instance_host(instance)
+    host, ref_host = _instance_host(instance), _ref_host(instance)
 
     posts: list[Post] = []
     seen_uris: set[str] = set()
@@ -39,7 +40,7 @@ def parse_timeline(body: bytes, *, instance: str) -> Page:
         outer_id = _status_id(entry.get("id")) if isinstance(entry, dict) else None
         if outer_id is not None:
             ids.append(outer_id)
-        post = _to_post(entry, host) if outer_id is not None else None
+        post = _to_post(entry, host, ref_host) if outer_id is not None else None
         if post is None:
             skipped += 1
             continue
@@ -53,6 +54,73 @@ def parse_timeline(body: bytes, *, instance: str) -> Page:
     if not ids:
         return Page(posts=posts, oldest_id=None, newest_id=None, skipped=skipped)
     return Page(posts=posts, oldest_id=min(ids, key=id_key), newest_id=max(ids, key=id_key), skipped=skipped)
+
+
+@dataclass
+class Context:
+    """A status's conversation (`GET /api/v1/statuses/:id/context`), its replies resolved to URIs.
+
+    ``focus`` is the status the context was asked for, given again with its parent and root as URIs;
+    ``replies`` are the descendants, each with its parent's URI and the thread's root (the first ancestor,
+    or the focus when it has none). ``root`` is that root's URI.
+    """
+
+    focus: Post
+    replies: list[Post]
+    root: str
+    skipped: int = 0
+
+
+def local_ref(host: str, status_id: Any) -> str | None:
+    """``<host>:<id>``: a status id as the instance `host` knows it (`in_reply_to_id` is such an id,
+    https://docs.joinmastodon.org/entities/Status/#in_reply_to_id), unambiguous until it is resolved to
+    the status's URI (docs/sql.md, "Conversations"); None for no id."""
+    local = _status_id(status_id)
+    return f"{host}:{local}" if local is not None else None
+
+
+def parse_context(body: bytes, *, instance: str, focus: Post) -> Context:
+    """A Context entity (``{"ancestors": [Status], "descendants": [Status]}``,
+    https://docs.joinmastodon.org/methods/statuses/#context) read on `instance` for the status `focus`
+    (parsed from the same instance) -> the focus and its replies with parents and root as URIs.
+
+    Every status of the context is known by its local id on this instance, so each ``in_reply_to_id``
+    resolves to a URI; the root is the first ancestor (the API orders them oldest first).
+    Raises ParseError when the body is no Context; a malformed status is skipped and counted.
+    """
+    data = load_json(body)
+    raise_for_error(data)
+    if not isinstance(data, dict) or not isinstance(data.get("ancestors"), list) \
+            or not isinstance(data.get("descendants"), list):
+        raise ParseError("expected a context object with 'ancestors' and 'descendants' arrays")
+    host, ref_host = _instance_host(instance), _ref_host(instance)
+    uris: dict[str, str] = {}
+    for status in [*data["ancestors"], *data["descendants"], focus.raw]:
+        local, uri = (_status_id(status.get("id")), status.get("uri")) if isinstance(status, dict) else (None, None)
+        if local is not None and isinstance(uri, str) and uri:
+            uris[f"{ref_host}:{local}"] = uri
+    first = data["ancestors"][0] if data["ancestors"] else None
+    first_uri = first.get("uri") if isinstance(first, dict) else None
+    root: str = first_uri if isinstance(first_uri, str) and first_uri else focus.source_id
+
+    def placed(post: Post) -> Post:
+        post.parent_source_id = uris.get(post.parent_source_id or "", post.parent_source_id)
+        post.root_source_id = root
+        return post
+
+    replies: list[Post] = []
+    skipped = 0
+    for status in data["descendants"]:
+        post = _to_post(status, host, ref_host) if isinstance(status, dict) else None
+        if post is None:
+            skipped += 1
+        elif post.source_id != focus.source_id:
+            replies.append(placed(post))
+    again = placed(replace(focus, parent_source_id=local_ref(ref_host, focus.raw.get("in_reply_to_id")),
+                           terms=list(focus.terms)))
+    if first is None:
+        again.root_source_id = None  # a top-level post: the root of its thread, with no root above it
+    return Context(focus=again, replies=replies, root=root, skipped=skipped)
 
 
 def html_to_text(content: str) -> str:
@@ -87,6 +155,15 @@ def _instance_host(instance: str) -> str:
     return host or instance.strip().lower()
 
 
+def _ref_host(instance: str) -> str:
+    """The instance as local references name it: its host, with the port when one is given
+    ('https://mastodon.social/' -> 'mastodon.social', 'localhost:8080' -> 'localhost:8080')."""
+    candidate = instance.strip()
+    if "://" in candidate:
+        candidate = urlsplit(candidate).netloc
+    return candidate.strip("/").lower() or _instance_host(instance)
+
+
 def _status_id(value: Any) -> str | None:
     # Documented as a string; an integer is accepted (some servers), booleans and floats are not ids.
     if isinstance(value, str) and value:
@@ -96,8 +173,9 @@ def _status_id(value: Any) -> str | None:
     return None
 
 
-def _to_post(entry: dict[str, Any], host: str) -> Post | None:
-    """One Status -> a Post, or None when it lacks what a post needs."""
+def _to_post(entry: dict[str, Any], host: str, ref_host: str) -> Post | None:
+    """One Status -> a Post, or None when it lacks what a post needs; its parent is a local reference
+    on `ref_host` (`local_ref`)."""
     status = entry
     reblog = entry.get("reblog")
     if reblog is not None:
@@ -140,6 +218,7 @@ def _to_post(entry: dict[str, Any], host: str) -> Post | None:
         tags=_tag_names(status.get("tags")),
         metrics=_metrics(status),
         raw=status,
+        parent_source_id=local_ref(ref_host, status.get("in_reply_to_id")),
     )
 
 

@@ -210,7 +210,16 @@ def _comment(record: dict[str, Any]) -> Post | None:
     text = _body_text(record.get("body_html"), record.get("body"))
     if text is None:
         return None
-    return _post(record, name, permalink, created, text, _counts(record, score="score"))
+    post = _post(record, name, permalink, created, text, _counts(record, score="score"))
+    # Both are fullnames, the form source_id takes: `parent_id` the comment (t1_) or submission (t3_)
+    # replied to, `link_id` the submission (https://github.com/reddit-archive/reddit/wiki/JSON, t1).
+    post.parent_source_id = _fullname(record.get("parent_id"))
+    post.root_source_id = _fullname(record.get("link_id"))
+    return post
+
+
+def _fullname(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.startswith(("t1_", "t3_")) else None
 
 
 def _post(record: dict[str, Any], name: str, permalink: str, created: datetime, text: str,

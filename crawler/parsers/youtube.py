@@ -192,6 +192,9 @@ def _comment(item: Any) -> Post | None:
         created_at=created,
         metrics=metrics,
         raw=item,
+        # A top-level comment answers the video, whose source_id is its video id, and roots its thread.
+        parent_source_id=video_id,
+        root_source_id=video_id,
     )
 
 

@@ -11,6 +11,11 @@ API (XRPC, https://docs.bsky.app/docs/category/http-reference):
   generator), which the public AppView (`instances[0]`, https://public.api.bsky.app) answers without
   a session.
 
+With `replies = true`, each matching post that has replies (``replyCount`` > 0) also has its thread read from
+the public AppView, `app.bsky.feed.getPostThread` (uri, depth=THREAD_DEPTH, parentHeight=0; no session needed,
+https://docs.bsky.app/docs/api/app-bsky-feed-get-post-thread): the replies below it are stored with its terms
+and their own reply refs. At most MAX_THREADS such requests a run.
+
 Incremental: a search asks only for posts since the newest one stored (`since` is inclusive, so that
 one comes back and the upsert keeps it once); a feed is read newest first until a page reaches a post
 older than the newest stored. Either way the cursor is the newest post's sort time.
@@ -27,7 +32,7 @@ from urllib.parse import urlencode
 import scrapy
 from scrapy.http import JsonRequest
 
-from murmur.crawler.items import CursorUpdate
+from murmur.crawler.items import CursorUpdate, Post
 from murmur.crawler.parsers import ParseError
 from murmur.crawler.parsers.bluesky import (
     FeedPage,
@@ -39,14 +44,24 @@ from murmur.crawler.parsers.bluesky import (
     parse_session,
     xrpc_error,
 )
+from murmur.crawler.parsers.bluesky_thread import parse_thread
+from murmur.crawler.pipelines import post_terms, term_matcher
 from murmur.crawler.spiders.base import MurmurSpider
-from murmur.crawler.spiders.common import as_list, describe_failure, error_response, error_status, failed_request
+from murmur.crawler.spiders.common import (
+    as_bool,
+    as_list,
+    describe_failure,
+    error_response,
+    error_status,
+    failed_request,
+)
 
 if TYPE_CHECKING:
     from scrapy.http import Response
     from twisted.python.failure import Failure
 
     from murmur.config import Settings, SourceSettings
+    from murmur.crawler.text import TermMatcher
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +75,10 @@ HOW_TO = (
     "(an app password: Bluesky Settings > Privacy and security > App passwords)"
 )
 MAX_REFRESHES = 3  # a session refreshed more often than this in one run is not working
+# Thread requests a run at most (one per matching post with replies), and reply levels asked for each
+# (the lexicon's default; deeper replies are left out).
+MAX_THREADS = 100
+THREAD_DEPTH = 6
 
 
 def _later(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -70,7 +89,7 @@ def _later(a: datetime | None, b: datetime | None) -> datetime | None:
 
 class BlueskySpider(MurmurSpider):
     name = "bluesky"
-    config_keys = ("base_url", "accounts", "feeds", "max_pages")
+    config_keys = ("base_url", "accounts", "feeds", "max_pages", "replies")
 
     def __init__(
         self,
@@ -80,9 +99,13 @@ class BlueskySpider(MurmurSpider):
         accounts: list[str] | str | None = None,
         feeds: list[str] | str | None = None,
         max_pages: int | str = 10,
+        replies: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.replies = as_bool(replies)
+        self.threads: set[str] = set()  # posts whose thread was asked for this run
+        self._matcher: TermMatcher | None = None
         # `scrapy crawl bluesky -a queries=RedNote,Lemon8 -a accounts=a.bsky.social` passes strings.
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self.appview = (appview or DEFAULT_APPVIEW).rstrip("/")
@@ -292,6 +315,7 @@ class BlueskySpider(MurmurSpider):
         if page is None:
             return
         yield from page.posts
+        yield from self._thread_requests(page.posts)
         newest = _later(meta["newest"], page.newest)
         if page.cursor and (page.posts or page.skipped) and meta["page"] < self.max_pages:
             yield self._search_request(
@@ -312,6 +336,7 @@ class BlueskySpider(MurmurSpider):
         if page is None:
             return
         yield from page.posts
+        yield from self._thread_requests(page.posts)
         seen: datetime | None = meta["seen"]
         newest = _later(meta["newest"], page.newest)
         # Feeds are newest first: a page that reaches back to the newest post stored is the last one needed.
@@ -325,6 +350,48 @@ class BlueskySpider(MurmurSpider):
         if newest:
             yield CursorUpdate(self.name, meta["key"], format_datetime(newest))
 
+    # --- conversations -------------------------------------------------------------------------------
+
+    def _thread_requests(self, posts: list[Post]) -> Iterator[scrapy.Request]:
+        if not self.replies:
+            return
+        if self._matcher is None:
+            self._matcher = term_matcher(self.crawler)
+        for post in posts:
+            if post.metrics.get("replies", 0) <= 0 or post.source_id in self.threads:
+                continue
+            terms = post_terms(self._matcher, post)
+            if not terms:
+                continue
+            if len(self.threads) >= MAX_THREADS:
+                self.crawler.stats.inc_value("murmur/bluesky/threads_capped")
+                return
+            self.threads.add(post.source_id)
+            if self.appview not in self.instances:
+                self.instances.append(self.appview)
+            params = {"uri": post.source_id, "depth": THREAD_DEPTH, "parentHeight": 0}
+            yield scrapy.Request(
+                f"{self.appview}/xrpc/app.bsky.feed.getPostThread?{urlencode(params)}",
+                callback=self.parse_thread,
+                errback=self.failed,
+                priority=-1,  # after the pages, so their cursors are committed first
+                meta={"step": "thread", "endpoint": self.appview, "key": f"thread:{post.source_id}",
+                      "terms": terms},
+            )
+
+    def parse_thread(self, response: Response) -> Iterator[Any]:
+        if self._stopped:
+            return
+        thread = self.parse_or_skip(lambda: parse_thread(response.body), "bluesky: skipped a malformed thread from %s",
+                                    response.url)
+        if thread is None:
+            return
+        self.crawler.stats.inc_value("murmur/bluesky/threads")
+        self.count_page(len(thread.replies), thread.skipped)
+        for reply in thread.replies:
+            reply.terms = list(response.meta["terms"])  # the thread's: kept by the term pipeline as a reply
+            yield reply
+
     def failed(self, failure: Failure) -> Iterator[Any]:
         if self._stopped:
             return
@@ -334,6 +401,10 @@ class BlueskySpider(MurmurSpider):
         response = error_response(failure)
         if response is not None:
             error = xrpc_error(response.body)
+            if meta.get("step") == "thread" and error and error[0] == "NotFound":
+                # The post was deleted since it was found: no thread to read, nothing failed.
+                self.crawler.stats.inc_value("murmur/bluesky/threads_gone")
+                return
             if meta.get("step") == "search" and error and error[0] == "ExpiredToken":
                 self.crawler.stats.inc_value("murmur/bluesky/expired_tokens")
                 yield from self._expired(request)

@@ -4,6 +4,11 @@ cursors; what a response means is `murmur.crawler.parsers.mastodon.parse_timelin
 API: GET /api/v1/timelines/tag/:hashtag (https://docs.joinmastodon.org/methods/timelines/#tag),
 public on most instances, 40 statuses a page at most, paged with max_id (older) and min_id
 (immediately newer).
+
+With `replies = true`, each matching status that has replies (``replies_count`` > 0) also has its
+conversation read, ``GET /api/v1/statuses/:id/context`` (https://docs.joinmastodon.org/methods/statuses/#context,
+public for public statuses): the descendants are stored with the status's terms, parents resolved to URIs and
+the root from the ancestors. At most MAX_CONTEXTS such requests a run, at the source's download delay.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import scrapy
 
-from murmur.crawler.items import CursorUpdate
+from murmur.crawler.items import CursorUpdate, Post
 from murmur.crawler.parsers import ParseError
-from murmur.crawler.parsers.mastodon import parse_timeline
+from murmur.crawler.parsers.mastodon import local_ref, parse_context, parse_timeline
+from murmur.crawler.pipelines import database_url, post_terms, term_matcher
 from murmur.crawler.spiders.base import MurmurSpider
-from murmur.crawler.spiders.common import as_list, error_status, failed_request
+from murmur.crawler.spiders.common import as_bool, as_list, error_status, failed_request
 from murmur.crawler.text import term_to_tag
 
 if TYPE_CHECKING:
@@ -27,24 +33,33 @@ if TYPE_CHECKING:
     from twisted.python.failure import Failure
 
     from murmur.config import Settings, SourceSettings
+    from murmur.crawler.text import TermMatcher
 
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 40  # the most Mastodon returns per page
+# Context requests a run at most (one per matching status with replies): 100 at the default delay of a
+# second is under two minutes, well within Mastodon's 300 requests per 5 minutes.
+MAX_CONTEXTS = 100
 
 
 class MastodonSpider(MurmurSpider):
     name = "mastodon"
-    config_keys = ("instances", "max_pages")
+    config_keys = ("instances", "max_pages", "replies")
 
     def __init__(
         self,
         instances: list[str] | str | None = None,
         tags: list[str] | str | None = None,
         max_pages: int | str = 10,
+        replies: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.replies = as_bool(replies)
+        self.contexts: set[str] = set()  # statuses whose context was asked for this run (by URI)
+        self.local_uris: dict[str, str] = {}  # "<host>:<id>" -> URI of every status read this run
+        self._matcher: TermMatcher | None = None
         # `scrapy crawl mastodon -a instances=https://a,https://b -a tags=x,y` passes strings.
         self.instances = [i.rstrip("/") for i in as_list(instances)]
         self.tags = [t.lstrip("#") for t in as_list(tags)]
@@ -88,7 +103,9 @@ class MastodonSpider(MurmurSpider):
             return
         self.mark_answered(instance)
         self.count_page(len(page.posts), page.skipped)
-        yield from page.posts
+        yield from self._placed(page.posts, urlsplit(instance).netloc.lower())
+        if self.replies:
+            yield from self._context_requests(instance, page.posts)
 
         more = bool(page.posts or page.oldest_id) and meta["page"] < self.max_pages
         if meta["mode"] == "forward":
@@ -109,6 +126,56 @@ class MastodonSpider(MurmurSpider):
             # The back-fill is over (empty page or page cap): later runs start from the newest post.
             yield CursorUpdate(self.name, query, newest)
 
+    # --- conversations ---------------------------------------------------------------------------
+
+    def _placed(self, posts: list[Post], host: str) -> list[Post]:
+        """Posts with their parent as a URI where the parent was read this run; each noted by local id."""
+        for post in posts:
+            local = local_ref(host, post.raw.get("id"))
+            if local is not None:
+                self.local_uris[local] = post.source_id
+        for post in posts:
+            post.parent_source_id = self.local_uris.get(post.parent_source_id or "", post.parent_source_id)
+        return posts
+
+    def _context_requests(self, instance: str, posts: list[Post]) -> list[scrapy.Request]:
+        if self._matcher is None:
+            self._matcher = term_matcher(self.crawler)
+        requests = []
+        for post in posts:
+            if len(self.contexts) >= MAX_CONTEXTS:
+                self.crawler.stats.inc_value("murmur/mastodon/contexts_capped")
+                break
+            terms = post_terms(self._matcher, post)
+            if post.metrics.get("replies", 0) <= 0 or not terms or post.source_id in self.contexts:
+                continue
+            self.contexts.add(post.source_id)
+            local = quote(str(post.raw.get("id")), safe="")
+            requests.append(scrapy.Request(
+                f"{instance}/api/v1/statuses/{local}/context",
+                callback=self.parse_context,
+                errback=self.failed,
+                priority=-1,  # after the timeline pages, so their cursors are committed first
+                meta={"instance": instance, "focus": post, "terms": terms},
+            ))
+        return requests
+
+    def parse_context(self, response: Response) -> Any:
+        meta = response.meta
+        focus: Post = meta["focus"]
+        host = urlsplit(meta["instance"]).netloc.lower()
+        context = self.parse_or_skip(lambda: parse_context(response.body, instance=host, focus=focus),
+                                     "mastodon: skipped a malformed context from %s", response.url)
+        if context is None:
+            return
+        self.crawler.stats.inc_value("murmur/mastodon/contexts")
+        self.count_page(len(context.replies), context.skipped)
+        context.focus.terms = []  # the focus matched on its own: not a reply kept for its thread
+        yield context.focus  # again, with its parent as a URI and its thread's root
+        for reply in self._placed(context.replies, host):
+            reply.terms = list(meta["terms"])
+            yield reply
+
     def failed(self, failure: Failure) -> None:
         kind, reason = self.count_failure(failure)
         instance = failed_request(failure).meta.get("instance", "?")
@@ -119,6 +186,16 @@ class MastodonSpider(MurmurSpider):
             )
 
     def closed(self, reason: str) -> None:
+        if self.local_uris:
+            # A reply stored before its parent was read (another page, tag or run) keeps the parent's
+            # local id until now: rewrite those to the URIs read this run.
+            from murmur.store.db import connect
+            from murmur.store.threads import resolve_parents
+
+            with connect(database_url(self.crawler)) as conn:
+                resolved = resolve_parents(conn, self.name, self.local_uris)
+            if resolved:
+                self.crawler.stats.inc_value("murmur/mastodon/parents_resolved", resolved)
         # One line per source and run, however many requests failed: the service keeps going and
         # tries again at the next run. An instance that answered some tag was reached, whatever else failed.
         answered = {inst: why for inst, why in self.failures.items() if inst in self.reached}

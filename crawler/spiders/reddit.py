@@ -44,9 +44,10 @@ import scrapy
 from scrapy.exceptions import CloseSpider
 from w3lib.http import basic_auth_header
 
-from murmur.crawler.items import CursorUpdate
+from murmur.crawler.items import CursorUpdate, Post
 from murmur.crawler.parsers import ParseError
 from murmur.crawler.parsers.reddit import parse_comments, parse_error, parse_listing, parse_token
+from murmur.crawler.pipelines import post_terms, term_matcher
 from murmur.crawler.spiders.base import MurmurSpider
 from murmur.crawler.spiders.common import UNREACHABLE, as_bool, as_list, failed_request
 
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from twisted.python.failure import Failure
 
     from murmur.config import Settings, SourceSettings
+    from murmur.crawler.text import TermMatcher
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -95,7 +97,7 @@ def api_base(base_url: str) -> str:
 
 class RedditSpider(MurmurSpider):
     name = "reddit"
-    config_keys = ("base_url", "subreddits", "comments", "max_pages")
+    config_keys = ("base_url", "subreddits", "comments", "replies", "max_pages")
 
     def __init__(
         self,
@@ -103,6 +105,7 @@ class RedditSpider(MurmurSpider):
         queries: list[str] | str | None = None,
         subreddits: list[str] | str | None = None,
         comments: bool | str = False,
+        replies: bool | str = False,
         max_pages: int | str = 10,
         **kwargs: Any,
     ) -> None:
@@ -110,7 +113,9 @@ class RedditSpider(MurmurSpider):
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self.queries = as_list(queries)
         self.subreddits = [s.strip().removeprefix("/").removeprefix("r/") for s in as_list(subreddits)]
-        self.comments = as_bool(comments)
+        # `replies` (every source's key for a thread's replies) and `comments` (its older name) are one switch.
+        self.comments = as_bool(comments) or as_bool(replies)
+        self._matcher: TermMatcher | None = None
         self.max_pages = int(max_pages)
         self.client_id, self.client_secret = credentials(self.credentials)
         self.oauth = bool(self.client_id and self.client_secret)
@@ -221,7 +226,13 @@ class RedditSpider(MurmurSpider):
             meta=self._meta(scope=scope, q=q, cursor=cursor, page=page, newest=newest),
         )
 
-    def _comments(self, submission_id: str) -> scrapy.Request:
+    def _thread_terms(self, post: Post) -> list[str]:
+        """The terms a submission matches: the terms its comments are stored with."""
+        if self._matcher is None:
+            self._matcher = term_matcher(self.crawler)
+        return post_terms(self._matcher, post)
+
+    def _comments(self, submission_id: str, terms: list[str]) -> scrapy.Request:
         path = f"/comments/{quote(submission_id, safe='')}" + ("" if self.oauth else ".json")
         params = {"sort": "new", "limit": COMMENT_LIMIT, "raw_json": 1}
         return scrapy.Request(
@@ -230,7 +241,7 @@ class RedditSpider(MurmurSpider):
             callback=self.parse_comment_tree,
             errback=self.failed,
             priority=-1,  # after the search pages, so their cursors are committed first
-            meta=self._meta(submission=submission_id),
+            meta=self._meta(submission=submission_id, terms=terms),
         )
 
     # --- callbacks ---------------------------------------------------------------------------
@@ -251,19 +262,21 @@ class RedditSpider(MurmurSpider):
         for post in fresh:
             yield post
 
-        # Comments of submissions new to us (the one at the cursor had its comments read last run).
+        # Comments of matching submissions new to us (the one at the cursor had its comments read last run),
+        # stored with the submission's terms: the thread's.
         commented = [
-            p for p in fresh
+            (p, terms) for p in fresh
             if p.metrics.get("replies", 0) > 0 and (cursor is None or p.created_at.timestamp() > cursor)
+            and (terms := self._thread_terms(p))
         ][: max(MAX_COMMENT_THREADS - self.comment_threads, 0)] if self.comments else []
         newest = max((v for v in (meta["newest"], page.newest_utc) if v is not None), default=None)
         reached_seen = cursor is not None and page.oldest_utc is not None and page.oldest_utc < cursor
         more = bool(page.after) and not reached_seen and meta["page"] < self.max_pages
         if commented or more:
             await self._respect_rate_limit()
-        for post in commented:
+        for post, terms in commented:
             self.comment_threads += 1
-            yield self._comments(str(post.raw.get("id") or post.source_id.removeprefix("t3_")))
+            yield self._comments(str(post.raw.get("id") or post.source_id.removeprefix("t3_")), terms)
         if more:
             yield self._search(scope, q, cursor=cursor, page=meta["page"] + 1, after=page.after, newest=newest)
         elif newest is not None and (cursor is None or newest > cursor):
@@ -283,6 +296,7 @@ class RedditSpider(MurmurSpider):
         if page.more:
             stats.inc_value("murmur/reddit/more_skipped", page.more)
         for post in page.posts:
+            post.terms = list(response.meta["terms"])  # the thread's: kept by the term pipeline as a reply
             yield post
 
     def failed(self, failure: Failure) -> None:
