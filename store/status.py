@@ -134,7 +134,7 @@ def table_counts(conn: psycopg.Connection) -> tuple[int, int, int]:
 
 
 def stream_health(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
-    """Stream source -> its figures from the `source_health` view (migration 0009): connected_since (None
+    """Stream source -> its figures from the `source_health` view (migration 0008): connected_since (None
     when no consumer is connected), events_per_second, matched_posts, lag_seconds, reconnects_24h,
     last_run_at, last_status, last_error, and `running` (a consumer holds the stream's lock); from the
     `stream:<source>` job_runs rows the consumer keeps up to date. A row a killed consumer left 'running'
