@@ -26,6 +26,7 @@ class Post:
     parent_source_id: str | None = None
     root_source_id: str | None = None
     via: str = "crawl"  # how it arrived: crawl, stream or import
+    region: str | None = None  # where the platform says it was posted from (RedNote ip_location, ...)
 
 
 @dataclass

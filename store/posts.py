@@ -31,13 +31,13 @@ _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS posts_staging (
     seq integer, source text, source_id text, url text, author text, text text, lang text,
     created_at timestamptz, terms text[], tags text[], replies integer, reposts integer,
-    likes integer, raw jsonb, parent_source_id text, root_source_id text, via text
+    likes integer, raw jsonb, parent_source_id text, root_source_id text, via text, region text
 ) ON COMMIT DELETE ROWS
 """
 
 _COPY = """
 COPY posts_staging (seq, source, source_id, url, author, text, lang, created_at, terms, tags,
-                    replies, reposts, likes, raw, parent_source_id, root_source_id, via) FROM STDIN
+                    replies, reposts, likes, raw, parent_source_id, root_source_id, via, region) FROM STDIN
 """
 
 # Only rows that are new or really changed come back, so re-crawling the same page reports
@@ -52,9 +52,9 @@ WITH incoming AS (
     ORDER BY source, source_id, seq DESC
 ), merged AS (
     INSERT INTO posts AS p (source, source_id, url, author, text, lang, created_at, terms, tags,
-                            replies, reposts, likes, raw, parent_source_id, root_source_id, via)
+                            replies, reposts, likes, raw, parent_source_id, root_source_id, via, region)
     SELECT source, source_id, url, author, text, lang, created_at, terms, tags,
-           replies, reposts, likes, raw, parent_source_id, root_source_id, via
+           replies, reposts, likes, raw, parent_source_id, root_source_id, via, region
     FROM incoming
     ON CONFLICT (source, source_id) DO UPDATE SET
         url = CASE WHEN EXCLUDED.author LIKE 'did:%' AND p.author NOT LIKE 'did:%' THEN p.url
@@ -71,9 +71,10 @@ WITH incoming AS (
         raw = COALESCE(EXCLUDED.raw, p.raw),
         parent_source_id = COALESCE(EXCLUDED.parent_source_id, p.parent_source_id),
         root_source_id = COALESCE(EXCLUDED.root_source_id, p.root_source_id),
+        region = COALESCE(EXCLUDED.region, p.region),
         updated_at = now()
     WHERE (p.url, p.author, p.text, p.lang, p.tags, p.replies, p.reposts, p.likes, p.parent_source_id,
-           p.root_source_id)
+           p.root_source_id, p.region)
           IS DISTINCT FROM
           (CASE WHEN EXCLUDED.author LIKE 'did:%' AND p.author NOT LIKE 'did:%' THEN p.url
                 ELSE COALESCE(EXCLUDED.url, p.url) END,
@@ -82,7 +83,7 @@ WITH incoming AS (
            EXCLUDED.text, COALESCE(EXCLUDED.lang, p.lang), EXCLUDED.tags,
            COALESCE(EXCLUDED.replies, p.replies), COALESCE(EXCLUDED.reposts, p.reposts),
            COALESCE(EXCLUDED.likes, p.likes), COALESCE(EXCLUDED.parent_source_id, p.parent_source_id),
-           COALESCE(EXCLUDED.root_source_id, p.root_source_id))
+           COALESCE(EXCLUDED.root_source_id, p.root_source_id), COALESCE(EXCLUDED.region, p.region))
        OR NOT (EXCLUDED.terms <@ p.terms)
     RETURNING p.id, (xmax = 0) AS inserted
 ), requeued AS (
@@ -137,6 +138,7 @@ def upsert_posts(conn: psycopg.Connection, posts: Sequence[Post]) -> UpsertResul
                         storable(post.parent_source_id),
                         storable(post.root_source_id),
                         post.via,
+                        storable(post.region),
                     )
                 )
         row = cur.execute(_MERGE).fetchone()
