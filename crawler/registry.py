@@ -15,7 +15,7 @@ SEARCH = "search"  # asks the platform for posts matching the terms
 PAGES = "pages"  # fetches public pages, configured or linked from other sources' posts
 ACCOUNTS = "accounts"  # reads the posts of configured accounts, feeds or subreddits
 STREAM = "stream"  # a long-lived connection (no spider: `murmur stream` and the service run it)
-IMPORT = "import"  # reads captures or dumps (none yet)
+IMPORT = "import"  # arrives in files: captures, exports and dumps read by `murmur import` (crawler/imports/)
 
 MB = 1024 * 1024
 # Response size limits (Scrapy's DOWNLOAD_MAXSIZE and DOWNLOAD_WARNSIZE, applied to decompressed bodies
@@ -38,7 +38,7 @@ class SourceKey:
 @dataclass(frozen=True)
 class Source:
     name: str
-    spider: str | None  # "module:Class", imported only when a crawl needs it; None for a stream source
+    spider: str | None  # "module:Class", imported only when a crawl needs it; None: a stream or import-only source
     capabilities: frozenset[str]
     keys: tuple[SourceKey, ...] = ()
     # Credential name -> its environment variable; read by the config layer into
@@ -55,6 +55,11 @@ class Source:
     def is_stream(self) -> bool:
         """A stream source has no spider: `murmur crawl` and `run --once` skip it, `murmur stream` runs it."""
         return STREAM in self.capabilities
+
+    @property
+    def is_import_only(self) -> bool:
+        """No spider and no stream: its posts arrive only through `murmur import`; crawls skip it."""
+        return self.spider is None and not self.is_stream
 
     @property
     def maxsize(self) -> int:
@@ -80,7 +85,7 @@ SOURCES: dict[str, Source] = {
                      SourceKey("feeds", "str_list", "custom feed URIs whose posts are read (no credential needed)"),
                      _REPLIES),
                credentials={"handle": "MURMUR_BLUESKY_HANDLE", "app_password": "MURMUR_BLUESKY_APP_PASSWORD"}),
-        Source("reddit", "murmur.crawler.spiders.reddit:RedditSpider", frozenset({SEARCH, ACCOUNTS}),
+        Source("reddit", "murmur.crawler.spiders.reddit:RedditSpider", frozenset({SEARCH, ACCOUNTS, IMPORT}),
                keys=(SourceKey("subreddits", "str_list", "search inside these subreddits instead of all of Reddit"),
                      SourceKey("comments", "bool", "also read the comments of new submissions (as `replies`)"),
                      _REPLIES),
@@ -94,16 +99,16 @@ SOURCES: dict[str, Source] = {
         Source("rss", "murmur.crawler.spiders.rss:RssSpider", frozenset({ACCOUNTS}),
                keys=(SourceKey("feeds", "url_list", "RSS or Atom feed URLs (RSSHub routes too)"),),
                limits=PAGE_LIMITS),
-        Source("rednote", "murmur.crawler.spiders.rednote:RedNoteSpider", frozenset({PAGES, ACCOUNTS}),
+        Source("rednote", "murmur.crawler.spiders.rednote:RedNoteSpider", frozenset({PAGES, ACCOUNTS, IMPORT}),
                keys=(_URLS, _FOLLOW), limits=PAGE_LIMITS),
-        Source("tiktok", "murmur.crawler.spiders.tiktok:TikTokSpider", frozenset({PAGES}),
+        Source("tiktok", "murmur.crawler.spiders.tiktok:TikTokSpider", frozenset({PAGES, IMPORT}),
                keys=(_URLS, _FOLLOW), limits=PAGE_LIMITS),
         Source("lemon8", "murmur.crawler.spiders.lemon8:Lemon8Spider", frozenset({PAGES}),
                keys=(_URLS, _FOLLOW), limits=PAGE_LIMITS),
-        Source("threads", "murmur.crawler.spiders.threads:ThreadsSpider", frozenset({SEARCH, PAGES}),
+        Source("threads", "murmur.crawler.spiders.threads:ThreadsSpider", frozenset({SEARCH, PAGES, IMPORT}),
                keys=(_URLS, _FOLLOW), credentials={"access_token": "MURMUR_THREADS_ACCESS_TOKEN"},
                environment={"pages_url": "MURMUR_THREADS_PAGES_URL"}, limits=PAGE_LIMITS),
-        Source("instagram", "murmur.crawler.spiders.instagram:InstagramSpider", frozenset({SEARCH}),
+        Source("instagram", "murmur.crawler.spiders.instagram:InstagramSpider", frozenset({SEARCH, IMPORT}),
                credentials={"access_token": "MURMUR_INSTAGRAM_ACCESS_TOKEN", "user_id": "MURMUR_INSTAGRAM_USER_ID"}),
         # Bluesky's public JSON firehose: every post of the network, live, no account (crawler/stream/).
         Source("jetstream", None, frozenset({STREAM}),
@@ -111,6 +116,13 @@ SOURCES: dict[str, Source] = {
                      SourceKey("rewind", "seconds", "seconds re-read before the stored cursor on (re)connect"),
                      SourceKey("baseline", "bool", "count every post the stream delivers into network_volume")),
                required={"instances": ("Jetstream URL", '["wss://jetstream1.us-east.bsky.network"]')}),
+        # Import only (no spider: the platforms need a logged-in, signed session; researchers capture with
+        # MediaCrawler or Zeeschuimer and `murmur import` reads the files).
+        Source("douyin", None, frozenset({IMPORT})),
+        Source("weibo", None, frozenset({IMPORT})),
+        Source("bilibili", None, frozenset({IMPORT})),
+        Source("kuaishou", None, frozenset({IMPORT})),
+        Source("x", None, frozenset({IMPORT})),
     )
 }
 

@@ -39,7 +39,7 @@ _KEPT_STATS = (
 
 
 # Source name -> "module:class" of its spider (crawler/registry.py); imported only when a crawl needs it.
-# Stream sources have none: `murmur stream` runs them (crawler/stream/).
+# Stream sources have none (`murmur stream` runs them, crawler/stream/), nor import-only ones (`murmur import`).
 SPIDERS = {name: entry.spider for name, entry in SOURCES.items() if entry.spider is not None}
 
 
@@ -100,9 +100,12 @@ def run_crawl(
     extra: dict[str, Any] | None = None,
 ) -> list[CrawlOutcome]:
     """Crawl `sources` once, side by side in one reactor; one failing never stops the others. A source with
-    no spider (a stream) is skipped, with a line saying so."""
+    no spider (a stream, or import only) is skipped, with a line saying so."""
     for name in [n for n in sources if n not in SPIDERS]:
-        logger.info("%s is a stream source: a crawl skips it (`murmur stream` or `murmur serve` runs it)", name)
+        if SOURCES[name].is_import_only:
+            logger.info("%s is import only: a crawl skips it (`murmur import` reads its files)", name)
+        else:
+            logger.info("%s is a stream source: a crawl skips it (`murmur stream` or `murmur serve` runs it)", name)
     sources = [n for n in sources if n in SPIDERS]
     if not sources:
         return []

@@ -13,6 +13,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from murmur.errors import UserError
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from murmur.alerts import Delivery
     from murmur.config import Settings
     from murmur.config.settings import AlertSettings
+    from murmur.crawler.imports.importer import ImportOutcome
     from murmur.crawler.runner import CrawlOutcome
     from murmur.sentiment.scorer import Scorer
     from murmur.sentiment.worker import Route, ScoreRun
@@ -101,13 +104,17 @@ class App:
 
     def crawl(self, sources: Sequence[str], *, max_pages: int | None = None) -> list[CrawlOutcome]:
         """Crawl once, in this process (Scrapy's reactor: one crawl per process); each run recorded.
-        Stream sources are skipped with a line saying so (`murmur stream` runs them)."""
+        Stream and import-only sources are skipped with a line saying so (`murmur stream`, `murmur import`)."""
         from murmur.crawler.registry import SOURCES
 
         streams = [name for name in sources if SOURCES[name].is_stream]
         for name in streams:
             logger.info("%s: a stream source, not crawled (run `murmur stream %s`, or `murmur serve`)", name, name)
-        sources = [name for name in sources if name not in streams]
+        imports = [name for name in sources if SOURCES[name].is_import_only]
+        for name in imports:
+            logger.info("%s: import only, not crawled (its posts arrive with `murmur import FILE --source %s` "
+                        "or a capture of its platform)", name, name)
+        sources = [name for name in sources if name not in streams and name not in imports]
         if not sources:
             return []
         from murmur.crawler.runner import run_crawl
@@ -128,6 +135,53 @@ class App:
         if not chosen:
             raise UserError("no stream source is enabled; set sources.jetstream.enabled = true in your config")
         return chosen
+
+    # --- imports ---
+
+    def import_files(
+        self,
+        paths: Sequence[Path],
+        *,
+        fmt: str = "auto",
+        source: str | None = None,
+        term: str | None = None,
+        keep_all: bool = False,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        mapping: Sequence[str] = (),
+        show_progress: bool = False,
+        on_skipped: Callable[[Path, str], None] | None = None,
+    ) -> list[ImportOutcome]:
+        """Import captures, dumps and exports (`murmur import`), each file a `job_runs` row `import:<format>`.
+        Every file named is checked before any is imported (UserError in one line); files in a folder that
+        are in no known format are handed to `on_skipped` with why."""
+        from murmur.crawler.imports.formats import plan
+        from murmur.crawler.imports.generic import parse_mapping
+        from murmur.crawler.imports.importer import ImportOptions, import_file
+        from murmur.crawler.registry import SOURCES
+        from murmur.progress import file_progress
+
+        if source is not None and source not in SOURCES:
+            raise UserError(f"--source {source!r}: unknown source; sources: {', '.join(SOURCES)}")
+        if since and until and since >= until:
+            raise UserError("--since must be before --until")
+        plans, skipped = plan(list(paths), fmt, source=source, mapping=parse_mapping(mapping))
+        for path, why in skipped:
+            logger.warning("%s: not imported: %s", path, why)
+            if on_skipped is not None:
+                on_skipped(path, why)
+        options = ImportOptions(terms=tuple(self.settings.terms), term=term, keep_all=keep_all, since=since,
+                                until=until)
+        outcomes = []
+        with self.connect() as conn:
+            for file in plans:
+                if show_progress:
+                    with file_progress(f"import {file.path.name}", file.path.stat().st_size) as report:
+                        outcomes.append(import_file(conn, file, options, on_progress=report))
+                else:
+                    outcomes.append(import_file(conn, file, options))
+                logger.debug("import %s", outcomes[-1].summary())
+        return outcomes
 
     # --- scoring ---
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from murmur import __version__
 from murmur.app import App
+from murmur.cli_import import add_import_command
 from murmur.cli_model import add_model_commands, cmd_model_train
 from murmur.cli_stream import add_stream_command
 from murmur.config import load_settings
@@ -237,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
 
     add_stream_command(add)
+    add_import_command(add)
     add_model_commands(add, fmt)
     return parser
 

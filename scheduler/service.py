@@ -103,7 +103,9 @@ class Service:
 
     def crawl_sources(self) -> list[str]:
         streams = set(self.stream_sources())
-        return [s.name for s in self.settings.enabled_sources() if s.name not in streams]
+        # An import-only source has no spider: nothing to schedule (`murmur import` brings its posts).
+        return [s.name for s in self.settings.enabled_sources()
+                if s.name not in streams and not (s.name in SOURCES and SOURCES[s.name].is_import_only)]
 
     # --- shared resources for the jobs ---
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 NOT_SCHEDULED = "not scheduled"
 CONTINUOUS = "continuous"  # a stream source: the service keeps its consumer running
+IMPORT_ONLY = "import only"  # no spider, no stream: its posts arrive with `murmur import`
 
 
 def gather(conn: psycopg.Connection, settings: Settings, *, limit: int = 10) -> dict[str, Any]:
@@ -48,6 +49,8 @@ def gather(conn: psycopg.Connection, settings: Settings, *, limit: int = 10) -> 
         if source in streams:
             entry["next_run"] = CONTINUOUS if scheduled and source in enabled else NOT_SCHEDULED
             entry["stream"] = _stream(health.get(source))
+        elif source in SOURCES and SOURCES[source].is_import_only:
+            entry["job"], entry["next_run"], entry["import_only"] = f"import:{source}", IMPORT_ONLY, True
         jobs.append(entry)
     for job in ("score", "aggregate"):
         jobs.append({"job": job, "last_run": _run(latest.get(job)), "next_run": _next(scheduled, job)})
@@ -120,7 +123,7 @@ def render(status: dict[str, Any], fmt: str, *, database: str) -> str:
         name = job["job"] + ("" if job.get("enabled", True) else " (disabled)")
         rows.append((
             name,
-            _when(run.get("started_at")) if run else "never",
+            _when(run.get("started_at")) if run else "" if job.get("import_only") else "never",
             run.get("status", ""),
             f"{run['seconds']:.1f}s" if run.get("seconds") is not None else ("running" if run else ""),
             _count(run.get("new_posts") if job["job"].startswith("crawl:")

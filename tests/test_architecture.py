@@ -143,3 +143,11 @@ def test_sql_lives_only_in_store() -> None:
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.search(node.value):
                 offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert not offenders, f"SQL outside store/: {offenders}"
+
+
+def test_every_package_is_listed_for_installation() -> None:
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
+    found = {name for name, path in modules().items() if path.name == "__init__.py"}
+    assert found == listed, f"pyproject.toml's packages list misses {sorted(found - listed)}"

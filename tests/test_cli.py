@@ -11,7 +11,7 @@ import pytest
 from murmur.cli import build_parser, main
 from tests.conftest import REPO
 
-COMMANDS = ["crawl", "score", "aggregate", "report", "run", "serve", "demo", "status", "model", "stream"]
+COMMANDS = ["crawl", "score", "aggregate", "report", "run", "serve", "demo", "status", "model", "stream", "import"]
 
 
 def subcommands() -> dict[str, object]:

@@ -9,7 +9,7 @@ import sys
 
 from murmur.config import load_settings
 from murmur.config.settings import KNOWN_SOURCES, source_keys
-from murmur.crawler.registry import SOURCES, credential_variables
+from murmur.crawler.registry import IMPORT, SOURCES, credential_variables
 from murmur.crawler.runner import SPIDERS
 from tests.conftest import REPO
 
@@ -46,8 +46,10 @@ def test_the_deployment_example_names_every_credential_variable() -> None:
 
 def test_settings_and_runner_read_the_registry() -> None:
     assert KNOWN_SOURCES == tuple(SOURCES)
-    assert SPIDERS == {name: s.spider for name, s in SOURCES.items() if not s.is_stream}
+    assert SPIDERS == {name: s.spider for name, s in SOURCES.items() if not s.is_stream and not s.is_import_only}
     assert all(s.spider is None for s in SOURCES.values() if s.is_stream)
+    assert {n for n, s in SOURCES.items() if s.is_import_only} == {"douyin", "weibo", "bilibili", "kuaishou", "x"}
+    assert all(s.capabilities == {IMPORT} for s in SOURCES.values() if s.is_import_only)
     for name, entry in SOURCES.items():
         assert {k.name for k in entry.keys} <= set(source_keys(name))
         maxsize, warnsize = entry.limits

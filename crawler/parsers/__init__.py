@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
@@ -300,3 +300,18 @@ def bytedance_id_time(item_id: str) -> datetime | None:
     if not 1_420_070_400 <= seconds <= 4_102_444_800:  # 2015 .. 2100: anything else is not a timestamp
         return None
     return datetime.fromtimestamp(seconds, UTC)
+
+
+def metrics_of(block: Any, names: Mapping[str, tuple[str, ...]],
+               reader: Callable[[Any], int | None] | None = None) -> dict[str, int]:
+    """murmur's metric names -> the first readable count among each one's keys in `block`."""
+    read = reader or count
+    source = as_object(block)
+    out: dict[str, int] = {}
+    for name, keys in names.items():
+        for key in keys:
+            value = read(source.get(key))
+            if value is not None:
+                out[name] = value
+                break
+    return out

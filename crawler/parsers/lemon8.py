@@ -36,6 +36,7 @@ from murmur.crawler.parsers import (
     digit_string,
     html_to_text,
     inline_hashtags,
+    metrics_of,
     page_wall,
     parse_json_text,
     script_text,
@@ -210,16 +211,12 @@ def _text(article: dict[str, Any]) -> str:
     return "\n".join(p for p in parts if p)
 
 
+_METRICS = {"likes": ("diggCount", "articleLikes", "likeCount"), "replies": ("commentCount",),
+            "reposts": ("shareCount",), "views": ("readCount",), "saves": ("favoriteCount",)}
+
+
 def _metrics(article: dict[str, Any]) -> dict[str, int]:
-    metrics: dict[str, int] = {}
-    for name, keys in (("likes", ("diggCount", "articleLikes", "likeCount")), ("replies", ("commentCount",)),
-                       ("reposts", ("shareCount",)), ("views", ("readCount",)), ("saves", ("favoriteCount",))):
-        for key in keys:
-            value = count(article.get(key))
-            if value is not None:
-                metrics[name] = value
-                break
-    return metrics
+    return metrics_of(article, _METRICS)
 
 
 def _time(article: dict[str, Any]) -> tuple[datetime | None, str]:

@@ -320,7 +320,7 @@ def _note_to_post(note: dict[str, Any], note_id: str | None) -> Post:
     title, body = title.strip(), body.strip()
     # A note posted without a title shows the start of its desc as one: the text is then the desc alone.
     text = f"{title}\n\n{body}" if title and body and not body.startswith(title) else (body or title)
-    tags = _topics(note.get("tagList"), inline)
+    tags = topics(note.get("tagList"), inline)
     user = as_object(note.get("user"))
     author = user.get("nickname") or user.get("nickName")
     interact = as_object(note.get("interactInfo"))
@@ -356,7 +356,8 @@ def _time(value: Any) -> datetime | None:
         return None
 
 
-def _topics(tag_list: Any, inline: list[str]) -> list[str]:
+def topics(tag_list: Any, inline: list[str]) -> list[str]:
+    """Topic tags (`type: "topic"`) then the text's inline topics, each once, first seen first."""
     names = []
     if isinstance(tag_list, list):
         for tag in tag_list:
