@@ -135,6 +135,11 @@ class ServiceSettings:
 
 
 @dataclass(frozen=True)
+class ImportSettings:
+    inbox: Path | None = None  # a folder `murmur serve` imports dropped files from (scheduler/inbox.py)
+
+
+@dataclass(frozen=True)
 class AlertSettings:
     """What the detector after each aggregation flags, and where it sends it (murmur/alerts/)."""
 
@@ -159,10 +164,18 @@ class Settings:
     schedule: ScheduleSettings
     service: ServiceSettings = field(default_factory=ServiceSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    imports: ImportSettings = field(default_factory=ImportSettings)  # the [import] section
     files: tuple[str, ...] = field(default=())  # the TOML files read, for `murmur status`
 
     def enabled_sources(self) -> list[SourceSettings]:
         return [s for s in self.sources.values() if s.enabled]
+
+
+def _optional_path(key: str, value: Any) -> Path | None:
+    """A folder, or "" for none."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    return Path(_str(key, value)).expanduser()
 
 
 # (key, converter) per section; the order is the order `murmur config` would print them in.
@@ -186,6 +199,7 @@ _SECTIONS: dict[str, dict[str, Any]] = {
     },
     "schedule": {"score_interval": _score_interval, "aggregate_interval": parse_duration},
     "service": {"http": _http_address},
+    "import": {"inbox": lambda k, v: _optional_path(k, v)},
     "alerts": {
         "enabled": _bool,
         "webhook_url": _webhook_url,
@@ -397,4 +411,5 @@ def build_settings(raw: dict[str, Any], *, environ: dict[str, str] | None = None
         schedule=ScheduleSettings(**sections["schedule"]),
         service=ServiceSettings(**sections["service"]),
         alerts=AlertSettings(**sections["alerts"]),
+        imports=ImportSettings(**sections["import"]),
     )

@@ -110,6 +110,14 @@ def run_crawl(
     if not sources:
         return []
     classes = spider_classes()
+    if extra and extra.get("MURMUR_SINCE"):  # a date window: only the spiders whose platform serves one
+        from murmur.crawler.spiders.base import no_window_reason
+
+        for name in [n for n in sources if not getattr(classes[n], "windowed", False)]:
+            logger.warning("%s: %s; nothing crawled for it", name, no_window_reason(name))
+        sources = [n for n in sources if getattr(classes[n], "windowed", False)]
+        if not sources:
+            return []
     with connect(database_url) as conn:
         migrate(conn)
         base = ScrapySettings()

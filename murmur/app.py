@@ -102,9 +102,22 @@ class App:
                 raise UserError(f"unknown source {name!r}; configured sources: {', '.join(self.settings.sources)}")
         return list(names)
 
-    def crawl(self, sources: Sequence[str], *, max_pages: int | None = None) -> list[CrawlOutcome]:
+    def crawl(
+        self,
+        sources: Sequence[str],
+        *,
+        max_pages: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[CrawlOutcome]:
         """Crawl once, in this process (Scrapy's reactor: one crawl per process); each run recorded.
-        Stream and import-only sources are skipped with a line saying so (`murmur stream`, `murmur import`)."""
+        Stream and import-only sources are skipped with a line saying so (`murmur stream`, `murmur import`).
+        With `since` (and `until`, excluded), a date window is collected where the platform serves one, its
+        progress kept apart from the incremental cursors; a source that cannot is skipped with a line."""
+        if until is not None and since is None:
+            raise UserError("--until needs --since: a window has a start (e.g. --since 2025-01-13 --until 2025-01-20)")
+        if until is not None and since is not None and until <= since:
+            raise UserError(f"--until ({until:%Y-%m-%d %H:%M}) must be after --since ({since:%Y-%m-%d %H:%M})")
         from murmur.crawler.registry import SOURCES
 
         streams = [name for name in sources if SOURCES[name].is_stream]
@@ -119,8 +132,12 @@ class App:
             return []
         from murmur.crawler.runner import run_crawl
 
-        extra = {"MURMUR_MAX_PAGES": max_pages} if max_pages else None
-        return run_crawl(self.settings, list(sources), self.database_url, extra=extra)
+        extra: dict[str, Any] = {"MURMUR_MAX_PAGES": max_pages} if max_pages else {}
+        if since is not None:
+            extra["MURMUR_SINCE"] = since.isoformat()
+            if until is not None:
+                extra["MURMUR_UNTIL"] = until.isoformat()
+        return run_crawl(self.settings, list(sources), self.database_url, extra=extra or None)
 
     def chosen_streams(self, names: Sequence[str] = ()) -> list[str]:
         """The stream sources named (each must be a configured stream source), or every enabled one."""

@@ -70,7 +70,8 @@ def _setup_logging(verbosity: int) -> None:
 
 
 def cmd_crawl(ctx: Context) -> int:
-    outcomes = ctx.app.crawl(ctx.app.chosen_sources(ctx.args.sources), max_pages=ctx.args.max_pages)
+    outcomes = ctx.app.crawl(ctx.app.chosen_sources(ctx.args.sources), max_pages=ctx.args.max_pages,
+                             since=ctx.args.since, until=ctx.args.until)
     for o in outcomes:
         s = o.stats
         print(
@@ -199,9 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("crawl", cmd_crawl, "Run the configured spiders once (all enabled sources, or those named).",
-            "murmur crawl mastodon")
+            "murmur crawl mastodon\n  murmur crawl hackernews mastodon --since 2025-01-13 --until 2025-01-20")
     p.add_argument("sources", nargs="*", metavar="SOURCE", help="source names, e.g. mastodon (default: all enabled)")
     p.add_argument("--max-pages", type=int, help="pages per tag and instance in this run (overrides config)")
+    p.add_argument("--since", type=_date, metavar="DATE",
+                   help="collect a date window from DATE (UTC, included) where the platform allows it, without "
+                        "moving the incremental cursors; a killed back-fill resumes when run again")
+    p.add_argument("--until", type=_date, metavar="DATE", help="the window's end (UTC, excluded; default: now)")
 
     p = add("score", cmd_score, "Score the posts the configured model has not scored yet.", "murmur score --limit 1000")
     p.add_argument("--limit", type=int, help="score at most this many posts")
@@ -251,8 +256,9 @@ def _report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--term", action="append", default=[], help="only these terms (repeatable, or a comma list)")
     p.add_argument("--source", action="append", default=[], help="only these sources (repeatable, or a comma list)")
     p.add_argument("--lang", action="append", default=[], help="only posts in these languages, e.g. en,zh")
-    p.add_argument("--compare", choices=("source", "term", "lang"), help="put the series of each source (term, "
-                   "language) side by side (a post in two series counts in each)")
+    p.add_argument("--compare", choices=("source", "term", "lang", "region"), help="put the series of each source "
+                   "(term, language, or region: where the platform says the author posted from, 'unknown' where "
+                   "it says nothing) side by side (a post in two series counts in each), e.g. --compare region")
     p.add_argument("--model", help="model id (default: the one that scored last)")
     p.add_argument("--format", choices=("table", "csv", "json", "parquet"), help="output format (default table; "
                    "parquet needs --output and pyarrow)")

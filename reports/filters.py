@@ -10,7 +10,10 @@ from typing import Any
 from murmur.errors import EXIT_USAGE, MurmurError
 
 PERIODS = ("hour", "day", "week")
-COMPARE = ("source", "term", "lang")
+COMPARE = ("source", "term", "lang", "region")
+# Compared series counted from the posts, each post once (the aggregates count a post once per term it
+# matched, and hold no region).
+FROM_POSTS = ("source", "lang", "region")
 STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
 # Weeks are folded from day buckets: the aggregates keep hours and days only.
 BASE = {"hour": "hour", "day": "day", "week": "day"}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from murmur.reports.filters import BASE, EmptyReport, Filters, ReportError
+from murmur.reports.filters import BASE, FROM_POSTS, EmptyReport, Filters, ReportError
 from murmur.store.reports import (
     PostScope,
     series_from_posts,
@@ -58,7 +58,7 @@ def post_scope(f: Filters) -> PostScope:
 
 def load_points(conn: psycopg.Connection, f: Filters, model: str) -> list[Point]:
     """The points of every series, oldest first."""
-    if f.compare in ("source", "lang"):
+    if f.compare in FROM_POSTS:
         rows = series_from_posts(conn, unit=f.by, dim=f.compare, model=model, scope=post_scope(f))
     else:
         rows = trend_series(conn, by=BASE[f.by], model=model, dims=f.dims, weekly=f.by == "week", since=f.since,

@@ -30,7 +30,8 @@ Shares = dict[tuple[datetime, tuple[str, ...]], float | None]
 def shares(conn: psycopg.Connection, f: Filters, points: list[Point]) -> Shares:
     """(period start, series key) -> share_per_100k (None: not applicable, or no baseline) for `points`."""
     dims = f.dims
-    if f.sources and NETWORK_SOURCE not in f.sources:
+    # Not yet by region: the streamed-post counts (store/share.py) group by source, term and language only.
+    if (f.sources and NETWORK_SOURCE not in f.sources) or "region" in dims:
         return {(p.bucket_start, p.key): None for p in points}
     scope = post_scope(f)
     by_lang = "lang" in dims

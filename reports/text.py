@@ -7,6 +7,8 @@ from datetime import datetime
 from itertools import groupby
 from typing import TYPE_CHECKING
 
+from murmur.reports.filters import FROM_POSTS
+
 if TYPE_CHECKING:
     from murmur.reports.build import Report
 
@@ -102,7 +104,7 @@ def summary(report: Report) -> list[str]:
     series = report.series()
     n = len(report.periods)
     head = f"{len(series)} series over {n} {report.filters.by}{'s' if n != 1 else ''}"
-    if report.filters.compare in ("source", "lang"):  # series by term share the posts matching two terms
+    if report.filters.compare in FROM_POSTS:  # series by term share the posts matching two terms
         head += f", {sum(s.posts for s in series)} posts"
     lines = [f"{head} (model {report.model})"]
     width = max(display_width(s.label) for s in series)

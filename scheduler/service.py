@@ -14,6 +14,7 @@
 - With `service.http` set, /healthz and Prometheus /metrics are served (scheduler/health.py).
 - Every enabled stream source (Jetstream) runs all the time in a supervised child process, restarted
   with backoff when it exits, stopped with the service (scheduler/streams.py); no crawl job for it.
+- With `import.inbox` set, files dropped in that folder are imported (scheduler/inbox.py).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 
     from murmur.config import Settings
     from murmur.scheduler.health import HealthServer
+    from murmur.scheduler.inbox import Inbox
     from murmur.scheduler.streams import StreamSupervisor
 
 logger = logging.getLogger(__name__)
@@ -94,6 +96,7 @@ class Service:
         self.metrics = Metrics(database_url, sources=self.crawl_sources(), streams=self.stream_sources())
         self.http: HealthServer | None = None
         self.streams: StreamSupervisor | None = None
+        self.inbox: Inbox | None = None
         self.started_at = datetime.now(UTC)
 
     def stream_sources(self) -> list[str]:
@@ -305,6 +308,22 @@ class Service:
         self.streams.start()
         logger.info("streams: %s running in supervised child processes", ", ".join(sources))
 
+    def start_inbox(self) -> None:
+        """Watch `import.inbox` for files to import (none set: nothing starts); a folder that cannot be
+        made stops the start."""
+        folder = self.settings.imports.inbox
+        if folder is None:
+            return
+        from murmur.scheduler.inbox import Inbox
+
+        self.inbox = Inbox(folder, self.app, self.database_url, stopping=self.stopping)
+        try:
+            self.inbox.start()
+        except OSError as err:
+            self.inbox = None
+            raise ConfigError(f"config key 'import.inbox' is {str(folder)!r}, which cannot be used as a folder "
+                              f"({err.strerror or err}); set another, or \"\" for no inbox") from None
+
     # --- lifecycle ---
 
     def stop(self, *_: Any) -> None:
@@ -317,6 +336,7 @@ class Service:
         try:
             self.start_http()  # first: a port that cannot be served fails before any job starts
             scheduler = self.schedule()
+            self.start_inbox()  # after the migrations schedule() runs; a folder that cannot be made stops here
             scheduler.resume()
             self.start_streams()
             logger.info("murmur service running (%d jobs); stop with Ctrl-C or SIGTERM", len(scheduler.get_jobs()))
@@ -326,6 +346,8 @@ class Service:
             scheduler.shutdown(wait=True)  # the stream children got SIGTERM with the stop, and close meanwhile
             if self.streams is not None:
                 self.streams.stop()
+            if self.inbox is not None:
+                self.inbox.join(self.child_grace)  # an import under way finishes its file
             logger.info("murmur service stopped")
             return 0
         finally:

@@ -62,14 +62,20 @@ GROUP BY 1, 2
 ORDER BY 1, 2
 """
 
-_POST_DIMS = {"source": sql.SQL("p.source"), "lang": sql.SQL("COALESCE(p.lang, 'und')")}
+# A post with no region (every crawled one, and imports whose capture had none) is grouped as 'unknown'.
+UNKNOWN_REGION = "unknown"
+_POST_DIMS = {
+    "source": sql.SQL("p.source"),
+    "lang": sql.SQL("COALESCE(p.lang, 'und')"),
+    "region": sql.SQL("COALESCE(NULLIF(btrim(p.region), ''), {unknown})").format(unknown=sql.Literal(UNKNOWN_REGION)),
+}
 
 
 def series_from_posts(
     conn: psycopg.Connection, *, unit: str, dim: str, model: str, scope: PostScope
 ) -> list[tuple[Any, ...]]:
-    """(bucket_start, source or lang, posts, negative, neutral, positive, mean_polarity) per `unit`
-    ('hour', 'day', 'week') and value of `dim` ('source' or 'lang'), each post counted once."""
+    """(bucket_start, source, lang or region, posts, negative, neutral, positive, mean_polarity) per `unit`
+    ('hour', 'day', 'week') and value of `dim` ('source', 'lang' or 'region'), each post counted once."""
     if dim not in _POST_DIMS:
         raise ValueError(f"dim must be one of {', '.join(_POST_DIMS)}, not {dim!r}")
     query = sql.SQL(_SERIES_FROM_POSTS).format(dim=_POST_DIMS[dim], in_scope=_IN_SCOPE)

@@ -212,3 +212,36 @@ def test_import_only_sources_are_skipped_by_crawls_and_shown_as_import_only(
     [row] = [j for j in status["jobs"] if j.get("source") == "douyin"]
     assert (row["job"], row["next_run"], row["collects"]) == ("import:douyin", "import only", ["import"])
     assert "import:douyin" in render(status, "table", database="db")
+
+
+MEDIACRAWLER = FIXTURES / "mediacrawler" / "data"
+
+
+def test_comments_under_a_searched_note_are_kept_with_the_notes_terms(db_url: str, conn: psycopg.Connection) -> None:
+    pytest.importorskip("murmur.crawler.parsers.mediacrawler")
+    note = "6785a1f2000000001a03b7c1"
+    top, reply = "6785a9aa000000001f00c001", "6785aabb000000001f00c002"  # texts naming no term
+    done = run_murmur("import", str(MEDIACRAWLER / "xhs" / "json"), db_url=db_url)
+    assert done.returncode == 0, done.stderr
+    # The folder is read notes first (search_comments_* sorts before search_contents_* by name).
+    lines = done.stdout.splitlines()
+    assert "search_contents" in lines[0] and "search_comments" in lines[1]
+    assert "2 records, 2 new" in lines[1] and "2 kept with their thread" in lines[1]
+    assert "matching no term" not in lines[1]
+    posts = stored(conn, "rednote")
+    assert posts[top]["terms"] == posts[note]["terms"] and "TikTok难民" in posts[note]["terms"]
+    assert posts[reply]["terms"] == posts[note]["terms"] and posts[reply]["parent_source_id"] == top
+    assert runs(conn)[1][2]["replies"] == 2 and runs(conn)[1][2]["dropped"]["no_term"] == 0
+
+
+def test_a_comment_whose_thread_is_not_stored_is_dropped_and_one_kept_earlier_counts(
+        db_url: str, conn: psycopg.Connection) -> None:
+    pytest.importorskip("murmur.crawler.parsers.mediacrawler")
+    comments = MEDIACRAWLER / "xhs" / "json" / "search_comments_2025-01-14.json"
+    done = run_murmur("import", str(comments), db_url=db_url)  # the note was never imported
+    assert done.returncode == 0, done.stderr
+    assert "dropped 2 matching no term" in done.stdout and stored(conn, "rednote") == {}
+    notes = MEDIACRAWLER / "xhs" / "json" / "search_contents_2025-01-14.json"
+    assert run_murmur("import", str(notes), db_url=db_url).returncode == 0
+    again = run_murmur("import", str(comments), db_url=db_url)  # its note is stored now
+    assert "2 new" in again.stdout and "2 kept with their thread" in again.stdout

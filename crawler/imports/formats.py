@@ -44,6 +44,7 @@ _DUMP_NAME = re.compile(r"^R[SC]_\d{4}-\d{2}")
 _MEDIACRAWLER_PATH = re.compile(r"(?:^|/)(xhs|douyin|weibo|bili|kuaishou|tieba|zhihu)/(json|jsonl|csv)/"
                                 r"[^/]*(contents|comments)[^/]*$")
 _ZEESCHUIMER_KEYS = {"item_id", "source_platform", "data"}
+_COMMENTS_FILE = re.compile(r"^RC_|comments", re.IGNORECASE)
 
 Parse = Callable[[Any], list[Imported]]
 
@@ -150,6 +151,12 @@ def looks_like_data(path: Path) -> bool:
     return name.endswith(DATA_SUFFIXES) or bool(_DUMP_NAME.match(path.name))
 
 
+def _posts_first(path: Path) -> tuple[bool, Path]:
+    """The order a folder is read in: posts before the comments under them (MediaCrawler's contents files
+    before its comments files, RS_ dumps before RC_), so a comment finds its thread stored (importer.py)."""
+    return bool(_COMMENTS_FILE.search(path.name)), path
+
+
 def detect(path: Path, *, generic_source: bool) -> str | None:
     """The format `auto` picks for `path`, or None when it is none of them."""
     # MediaCrawler's folder layout is the surest sign; then Zeeschuimer's envelope, before a dump's name
@@ -202,7 +209,7 @@ def plan(paths: Sequence[Path], fmt: str, *, source: str | None, mapping: Mappin
     skipped: list[tuple[Path, str]] = []
     for path in paths:
         if path.is_dir():
-            found = [p for p in sorted(path.rglob("*")) if p.is_file() and looks_like_data(p)]
+            found = sorted((p for p in path.rglob("*") if p.is_file() and looks_like_data(p)), key=_posts_first)
             if not found:
                 raise UserError(f"{path}: no data files in this folder (.json, .jsonl, .ndjson, .csv, "
                                 "compressed or not, or RS_/RC_ dumps)")

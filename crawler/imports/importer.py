@@ -5,6 +5,11 @@ Each file is a `job_runs` row (`import:<format>`) with what it read, stored, dro
 Bad input never stops a file: a record that cannot be used is counted by kind with its first line
 numbers, and the rest is imported. A compressed stream that breaks off part-way ends the file as
 `partial`, with what came before it stored. Importing the same file again stores nothing new.
+
+A reply or comment that names no term is kept with its thread, as the Jetstream consumer keeps replies:
+when its parent or root is stored (or kept earlier in the file) it takes that thread's terms and is counted
+as `replies`. Comments rarely say what they are about (MediaCrawler's comment rows carry no
+`source_keyword`), so this is how the comments under a searched note come in with it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from murmur.crawler.language import detect_language
 from murmur.crawler.text import TermMatcher, normalise_text
 from murmur.store.posts import upsert_posts
 from murmur.store.runs import finish_run, start_run
+from murmur.store.stream import stored_terms
 
 if TYPE_CHECKING:
     import psycopg
@@ -78,6 +84,8 @@ class ImportOutcome:
         detail = f" ({s['detail']})" if s.get("detail") else ""
         line = (f"{self.file}: {self.format}{detail}, {s.get('records', 0)} records, {posts.get('new', 0)} new, "
                 f"{posts.get('updated', 0)} updated, {posts.get('unchanged', 0)} unchanged")
+        if s.get("replies"):
+            line += f"; {s['replies']} kept with their thread"
         reasons = {"no_term": "matching no term", "outside_window": "outside --since/--until",
                    "empty": "with no text"}
         drops = [f"{n} {reasons.get(k, k)}" for k, n in dropped.items() if n]
@@ -103,6 +111,7 @@ class _Counts:
     def __init__(self) -> None:
         self.records = 0
         self.new = self.updated = self.unchanged = 0
+        self.replies = 0  # kept because their thread is (no term of their own)
         self.dropped = {"no_term": 0, "outside_window": 0, "empty": 0}
         self.skipped: dict[str, int] = {}
         self.lines: dict[str, list[int]] = {}
@@ -116,7 +125,8 @@ class _Counts:
     def stats(self) -> dict[str, Any]:
         return {"records": self.records,
                 "posts": {"new": self.new, "updated": self.updated, "unchanged": self.unchanged},
-                "dropped": dict(self.dropped), "skipped": dict(self.skipped), "skipped_lines": dict(self.lines)}
+                "replies": self.replies, "dropped": dict(self.dropped),
+                "skipped": dict(self.skipped), "skipped_lines": dict(self.lines)}
 
 
 class _Keeper:
@@ -126,6 +136,7 @@ class _Keeper:
         self.options = options
         self.matcher = TermMatcher(list(options.terms))
         self._queries: dict[str, list[str]] = {}
+        self.waiting: list[Post] = []  # replies with no term of their own, until their thread is looked up
 
     def query_terms(self, query: str) -> list[str]:
         """A search's query as terms: the configured terms it names (so "tiktok refugees" counts under
@@ -135,6 +146,8 @@ class _Keeper:
         return self._queries[query]
 
     def keep(self, imported: Imported, counts: _Counts) -> Post | None:
+        """The post to store, or None: dropped (counted), or a reply with no term of its own, which waits in
+        `self.waiting` for `settle` to look up its thread."""
         post = imported.post
         assert post is not None
         post.text = normalise_text(post.text or "")
@@ -149,12 +162,46 @@ class _Keeper:
         query = imported.query or opts.term
         searched = self.query_terms(query) if query and query.strip() else []
         post.terms = own + [t for t in searched if t not in own]
+        if not post.terms and (post.parent_source_id or post.root_source_id):
+            self.waiting.append(post)
+            return None
         if not post.terms and not opts.keep_all:
             counts.dropped["no_term"] += 1
             return None
+        return self.finish(post)
+
+    @staticmethod
+    def finish(post: Post) -> Post:
         post.lang = detect_language(post.text, post.lang)
         post.via = "import"
         return post
+
+    def settle(self, conn: psycopg.Connection, batch: Sequence[Post], counts: _Counts) -> list[Post]:
+        """The waiting replies whose parent or root is stored or in `batch` (or kept just before them), with
+        that thread's terms; the others dropped (or, with keep_all, kept with none)."""
+        waiting, self.waiting = self.waiting, []
+        if not waiting:
+            return []
+        known: dict[tuple[str, str], list[str]] = {}
+        refs: dict[str, set[str]] = {}
+        for post in waiting:
+            refs.setdefault(post.source, set()).update(r for r in (post.parent_source_id, post.root_source_id) if r)
+        for source, ids in refs.items():
+            known.update(((source, sid), terms) for sid, terms in stored_terms(conn, source, ids).items() if terms)
+        known.update(((p.source, p.source_id), p.terms) for p in batch if p.terms)
+        kept = []
+        for post in waiting:  # in file order: a reply to a reply kept here finds its parent
+            thread = next((t for r in (post.parent_source_id, post.root_source_id)
+                           if r and (t := known.get((post.source, r)))), None)
+            if thread is not None:
+                post.terms = list(thread)
+                known[(post.source, post.source_id)] = post.terms
+                counts.replies += 1
+            elif not self.options.keep_all:
+                counts.dropped["no_term"] += 1
+                continue
+            kept.append(self.finish(post))
+        return kept
 
 
 def import_file(
@@ -179,9 +226,12 @@ def import_file(
     batch: list[Post] = []
 
     def flush() -> None:
-        if not batch:
+        if not batch and not keeper.waiting:
             return
         with conn.transaction():
+            batch.extend(keeper.settle(conn, batch, counts))
+            if not batch:
+                return
             result = upsert_posts(conn, batch)
         counts.new += result.new
         counts.updated += result.updated
@@ -206,8 +256,8 @@ def import_file(
                         post = keeper.keep(imported, counts)
                         if post is not None:
                             batch.append(post)
-                            if len(batch) >= options.batch_size:
-                                flush()
+                        if len(batch) >= options.batch_size or len(keeper.waiting) >= options.batch_size:
+                            flush()
                     if on_progress is not None and counts.records % PROGRESS_EVERY == 0:
                         on_progress(tally.bytes, counts.records)
             except compression_error() as err:

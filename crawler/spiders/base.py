@@ -2,20 +2,27 @@
 
 - its arguments from the config, with ONE precedence: a spider argument given on the command line
   (`scrapy crawl NAME -a max_pages=3`) > `murmur crawl --max-pages N` (the Scrapy setting
-  MURMUR_MAX_PAGES) > `[sources.NAME]` in the config > the spider's own default;
+  MURMUR_MAX_PAGES; `--since/--until`: MURMUR_SINCE/MURMUR_UNTIL) > `[sources.NAME]` in the config > the
+  spider's own default;
 - its credentials and environment settings, read by the config layer (SourceSettings.credentials), never
   from os.environ here;
 - the cursors stored for it (store/crawl_state.py);
 - failure bookkeeping: `murmur/errors/<kind>` counted, a reason kept per instance, and which instances
   answered at all, so the runner tells a failed run from a partial one;
-- a page's stats and the yield of its posts before the cursor that covers them (`emit`).
+- a page's stats and the yield of its posts before the cursor that covers them (`emit`);
+- the date window of a back-fill (`murmur crawl --since D [--until D]`, or `-a since=D -a until=D`): a spider
+  that can ask its platform for one sets `windowed`, keeps only the posts inside it (`in_window`) and keeps its
+  progress under the window's own keys (`Window.key`), never the incremental cursors; any other spider crawls
+  nothing when given a window, and says so.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import scrapy
@@ -35,20 +42,69 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+def as_time(value: str | datetime) -> datetime:
+    """A date or ISO 8601 time (a spider argument or setting) as an aware datetime, UTC when none is given."""
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value.strip())
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _stamp(moment: datetime) -> str:
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d" if moment.time() == datetime.min.time() else "%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A back-fill's dates, UTC: `since` included, `until` excluded (None: up to now), as in `murmur report`."""
+
+    since: datetime
+    until: datetime | None = None
+
+    def key(self, query: str) -> str:
+        """The `crawl_state` query under which this window's progress on `query` is kept."""
+        return f"window:{_stamp(self.since)}/{_stamp(self.until) if self.until else ''}:{query}"
+
+    def contains(self, moment: datetime) -> bool:
+        return moment >= self.since and (self.until is None or moment < self.until)
+
+    @property
+    def start(self) -> int:
+        """`since` as a Unix time."""
+        return int(self.since.timestamp())
+
+    @property
+    def end(self) -> int | None:
+        """`until` as a Unix time (None: no end)."""
+        return int(self.until.timestamp()) if self.until else None
+
+
+# A window's progress once it is collected whole: a later run with the same window asks nothing again.
+WINDOW_DONE = "done"
+
+
 class MurmurSpider(scrapy.Spider):
     """A murmur spider: the subclass names its config keys and writes its requests and callbacks."""
 
     # SourceSettings fields handed to the spider under the same name (tuples become lists).
     config_keys: ClassVar[tuple[str, ...]] = ()
+    # Whether the spider can collect a date window (`--since/--until`); one that cannot crawls nothing then.
+    windowed: ClassVar[bool] = False
 
     def __init__(
         self,
         *,
         credentials: dict[str, str] | None = None,
         environment: dict[str, str] | None = None,
+        since: str | datetime | None = None,
+        until: str | datetime | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if since is None and until is not None:
+            raise ValueError(f"{self.name}: until={until} needs since= too (a window has a start)")
+        self.window: Window | None = Window(as_time(since), as_time(until) if until else None) if since else None
+        if self.window and self.window.until and self.window.until <= self.window.since:
+            raise ValueError(f"{self.name}: the window's until ({until}) must be after its since ({since})")
         self.credentials: dict[str, str] = dict(credentials or {})
         self.environment: dict[str, str] = dict(environment or {})
         self.instances: list[str] = []  # what the runner counts failures against
@@ -76,7 +132,12 @@ class MurmurSpider(scrapy.Spider):
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> MurmurSpider:
         kwargs = {**arguments(cls, crawler), **kwargs}  # `-a name=value` wins over everything
-        return super().from_crawler(crawler, *args, **kwargs)
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        if spider.window is not None and not cls.windowed:
+            logging.getLogger(cls.__module__).warning(
+                "%s: %s; nothing crawled for it", cls.name, no_window_reason(cls.name))
+            spider.start = _nothing  # type: ignore[method-assign]
+        return spider
 
     # --- state -------------------------------------------------------------------------------------
 
@@ -87,6 +148,22 @@ class MurmurSpider(scrapy.Spider):
 
         with connect(database_url(self.crawler)) as conn:
             return cursors(conn, self.name)
+
+    def window_cursors(self) -> dict[str, str]:
+        """Query -> progress of this run's window (`Window.key`), as the last run with the same window left it."""
+        assert self.window is not None
+        prefix = self.window.key("")
+        return {q.removeprefix(prefix): c for q, c in self.stored_cursors().items() if q.startswith(prefix)}
+
+    def in_window(self, posts: list[Post]) -> list[Post]:
+        """The posts inside the window (all of them without one); the others counted as
+        `murmur/posts/outside_window`."""
+        if self.window is None:
+            return posts
+        kept = [p for p in posts if self.window.contains(p.created_at)]
+        if len(kept) < len(posts):
+            self.crawler.stats.inc_value("murmur/posts/outside_window", len(posts) - len(kept))
+        return kept
 
     # --- pages -------------------------------------------------------------------------------------
 
@@ -150,9 +227,27 @@ class MurmurSpider(scrapy.Spider):
         return {inst: why for inst, why in self.failures.items() if inst not in self.reached}
 
 
+async def _nothing() -> AsyncIterator[Any]:
+    """The start of a spider given a window its platform cannot serve: no request."""
+    return
+    yield
+
+
+# Where a platform has no date window, what to do instead (one line; the default says only that).
+NO_WINDOW = {
+    "reddit": "its search has no date window; read its history from the dumps instead: "
+              "`murmur import RS_YYYY-MM.zst` (submissions) and `RC_YYYY-MM.zst` (comments)",
+}
+
+
+def no_window_reason(name: str) -> str:
+    """Why source `name` collects no date window, and what to do instead."""
+    return NO_WINDOW.get(name, "its platform offers no date window (`--since/--until`)")
+
+
 def arguments(cls: type[MurmurSpider], crawler: Crawler) -> dict[str, Any]:
-    """A spider's arguments from the murmur config and `murmur crawl --max-pages` (spider arguments
-    given on the command line are laid over these by the caller)."""
+    """A spider's arguments from the murmur config and `murmur crawl --max-pages/--since/--until` (spider
+    arguments given on the command line are laid over these by the caller)."""
     from murmur.config import SourceSettings
 
     settings = murmur_settings(crawler)
@@ -161,6 +256,9 @@ def arguments(cls: type[MurmurSpider], crawler: Crawler) -> dict[str, Any]:
     max_pages = crawler.settings.getint("MURMUR_MAX_PAGES")
     if max_pages > 0 and "max_pages" in out:  # `murmur crawl --max-pages N` is above the config
         out["max_pages"] = max_pages
+    for key in ("since", "until"):  # `murmur crawl --since D --until D`: MURMUR_SINCE, MURMUR_UNTIL
+        if crawler.settings.get(f"MURMUR_{key.upper()}"):
+            out[key] = crawler.settings.get(f"MURMUR_{key.upper()}")
     out["credentials"] = dict(source.credentials)
     out["environment"] = dict(source.environment)
     return out

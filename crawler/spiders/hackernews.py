@@ -9,6 +9,11 @@ No account is needed; the documented limit is 10,000 requests an hour per IP.
 Incremental: one query per term, its cursor the newest `created_at_i` seen; a later run asks only for
 `created_at_i>cursor`. Pages are newest first, so the cursor moves once the query is paged through
 (after the posts of every page before it), never mid-way: a run cut short asks again next time.
+
+A date window (`murmur crawl hackernews --since A --until B`) asks `numericFilters=created_at_i>=A,created_at_i<B`,
+paged; its progress, kept under the window's key per term, is the upper bound to ask below next (the oldest
+`created_at_i` read, plus one: hits of that second are asked again rather than lost), then "done". Past the
+1,000 hits Algolia serves for one query, the next query starts below the oldest hit read.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import scrapy
 
 from murmur.crawler.items import CursorUpdate
 from murmur.crawler.parsers.hackernews import parse_search
-from murmur.crawler.spiders.base import MurmurSpider
+from murmur.crawler.spiders.base import WINDOW_DONE, MurmurSpider
 from murmur.crawler.spiders.common import UNREACHABLE, as_list, error_status, failed_request
 
 if TYPE_CHECKING:
@@ -42,6 +47,7 @@ MAX_HITS = 1000  # Algolia serves at most this many hits for one query, however 
 class HackerNewsSpider(MurmurSpider):
     name = "hackernews"
     config_keys = ("base_url", "max_pages")
+    windowed = True
 
     def __init__(
         self,
@@ -71,7 +77,10 @@ class HackerNewsSpider(MurmurSpider):
 
     async def start(self) -> AsyncIterator[Any]:
         # A cursor is a Unix time; anything else is not ours, and the term starts over.
-        self.cursors = {q: c for q, c in self.stored_cursors().items() if c.isascii() and c.isdigit()}
+        if self.window is not None:
+            self.cursors = self.window_cursors()  # term -> the upper bound to ask below next, or "done"
+        else:
+            self.cursors = {q: c for q, c in self.stored_cursors().items() if c.isascii() and c.isdigit()}
         # The terms are asked one after another (the next once the previous is paged through), so a
         # refusal stops the source after one request instead of one per term.
         for request in self._query(0):
@@ -79,7 +88,9 @@ class HackerNewsSpider(MurmurSpider):
 
     def _query(self, index: int) -> Iterator[scrapy.Request]:
         """The first request for the term at `index`, if there is one."""
-        if index < len(self.terms) and not self.refused:
+        if self.window is not None:
+            yield from self._window_query(index)
+        elif index < len(self.terms) and not self.refused:
             yield self._request(index, page=0, newest=None)
 
     def _request(self, index: int, *, page: int, newest: int | None) -> scrapy.Request:
@@ -100,6 +111,76 @@ class HackerNewsSpider(MurmurSpider):
             errback=self.failed,
             meta={"index": index, "page": page, "newest": newest},
         )
+
+    # --- a date window -----------------------------------------------------------------------------
+
+    def _window_query(self, index: int) -> Iterator[scrapy.Request]:
+        """The first request of the window for the first term from `index` not collected yet."""
+        assert self.window is not None
+        while index < len(self.terms) and not self.refused:
+            progress = self.cursors.get(self.terms[index])
+            if progress != WINDOW_DONE:
+                upper = int(progress) if progress and progress.isdigit() else self.window.end
+                yield self._window_request(index, page=0, upper=upper, fetched=0)
+                return
+            logger.info("hackernews: the window for %r was collected whole by an earlier run", self.terms[index])
+            index += 1
+
+    def _window_request(self, index: int, *, page: int, upper: int | None, fetched: int) -> scrapy.Request:
+        assert self.window is not None
+        bounds = f"created_at_i>={self.window.start}" + (f",created_at_i<{upper}" if upper is not None else "")
+        params: dict[str, str | int] = {
+            "query": self.terms[index],
+            "tags": f"({','.join(self.tags)})" if len(self.tags) > 1 else self.tags[0],
+            "numericFilters": bounds,
+            "hitsPerPage": PAGE_SIZE,
+            "page": page,
+        }
+        return scrapy.Request(
+            f"{self.base_url}/api/v1/search_by_date?{urlencode(params)}",
+            callback=self.parse_window,
+            errback=self.failed,
+            meta={"index": index, "page": page, "upper": upper, "fetched": fetched},
+        )
+
+    def parse_window(self, response: Response) -> Any:
+        assert self.window is not None
+        meta = response.meta
+        index, term = meta["index"], self.terms[meta["index"]]
+        page = self.parse_or_skip(lambda: parse_search(response.body), "hackernews: skipped a malformed page from %s",
+                                  response.url)
+        if page is None:
+            yield from self._query(index + 1)  # this term's progress stays: the next run asks again
+            return
+        self.answered = True
+        self.query_results["ok"] += 1
+        self.count_page(len(page.posts), page.skipped)
+        if page.deleted:
+            self.crawler.stats.inc_value("murmur/posts/skipped_deleted", page.deleted)
+        stamps = [int(p.created_at.timestamp()) for p in page.posts]
+        key = self.window.key(term)
+        fetched, next_page = meta["fetched"] + 1, meta["page"] + 1
+        left = page.hits > 0 and (page.nb_pages is None or next_page < page.nb_pages)
+        if not left:
+            yield from self.emit(self.in_window(page.posts), (key, WINDOW_DONE))
+            yield from self._query(index + 1)
+            return
+        # Hits of the oldest second are asked again next time, not lost (the store keeps each post once).
+        below = min(stamps) + 1 if stamps else meta["upper"]
+        yield from self.emit(self.in_window(page.posts), (key, str(below)) if below is not None else None)
+        if fetched >= self.max_pages:
+            logger.info("hackernews: the window for %r is not collected whole after %d pages; run the same "
+                        "command again to go on from where this run stopped", term, fetched)
+        elif next_page * PAGE_SIZE < MAX_HITS:
+            yield self._window_request(index, page=next_page, upper=meta["upper"], fetched=fetched)
+            return
+        elif below is not None and (meta["upper"] is None or below < meta["upper"]):
+            # Algolia serves 1,000 hits a query: a new query below the oldest hit read.
+            yield self._window_request(index, page=0, upper=below, fetched=fetched)
+            return
+        yield from self._query(index + 1)
+
+    # --- incremental ---------------------------------------------------------------------------------
 
     def parse(self, response: Response) -> Any:
         meta = response.meta

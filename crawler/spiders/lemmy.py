@@ -9,6 +9,11 @@ from 1, at most 50 a page. An instance's default limit for searches is 60 per 10
 Incremental: a cursor per (instance, term, type), the newest `published` seen. Search has no "since"
 parameter, so a run pages newest first until a page reaches posts at or before the cursor, keeps only
 the newer ones, and moves the cursor when the query is paged through (never mid-way).
+
+A date window (`murmur crawl lemmy --since A --until B`): search has no date parameter either, so newest-first
+pages are read until one reaches before A, keeping the posts from A to before B. Its progress per query, under
+the window's key, is the next page to ask (new posts only push older ones to later pages, so resuming there
+reads some again, never skips one), then "done".
 """
 
 from __future__ import annotations
@@ -21,10 +26,10 @@ from urllib.parse import urlencode
 
 import scrapy
 
-from murmur.crawler.items import CursorUpdate
+from murmur.crawler.items import CursorUpdate, Post
 from murmur.crawler.parsers import iso_datetime
 from murmur.crawler.parsers.lemmy import KINDS, parse_search
-from murmur.crawler.spiders.base import MurmurSpider
+from murmur.crawler.spiders.base import WINDOW_DONE, MurmurSpider
 from murmur.crawler.spiders.common import UNREACHABLE, as_list, error_status, failed_request
 
 if TYPE_CHECKING:
@@ -41,6 +46,7 @@ PAGE_SIZE = 50  # the most Lemmy returns per page (FETCH_LIMIT_MAX in lemmy_db_s
 class LemmySpider(MurmurSpider):
     name = "lemmy"
     config_keys = ("instances", "max_pages")
+    windowed = True
 
     def __init__(
         self,
@@ -70,7 +76,8 @@ class LemmySpider(MurmurSpider):
         if not self.instances:
             logger.error("lemmy: no instance to search; set sources.lemmy.instances, e.g. [\"https://lemmy.world\"]")
             return
-        self.cursors = self.stored_cursors()
+        # With a window, its progress per query (the next page to ask, or "done"), not the incremental cursors.
+        self.cursors = self.window_cursors() if self.window is not None else self.stored_cursors()
         # One query at a time per instance (the next once the previous is paged through): the instance
         # rate-limits searches per IP anyway, and a refusal stops it after one request.
         for instance in self.instances:
@@ -84,10 +91,21 @@ class LemmySpider(MurmurSpider):
 
     def _query(self, instance: str, index: int) -> Iterator[scrapy.Request]:
         """The first request of query `index` on `instance`, if there is one."""
-        if index < len(self.plan) and instance not in self.refused:
-            yield self._request(instance, index, page=1, newest=None)
+        while index < len(self.plan) and instance not in self.refused:
+            if self.window is None:
+                yield self._request(instance, index, page=1, newest=None)
+                return
+            progress = self.cursors.get(self.query_key(instance, *self.plan[index]))
+            if progress != WINDOW_DONE:
+                page = int(progress) if progress and progress.isdigit() else 1
+                yield self._request(instance, index, page=page, newest=None)
+                return
+            logger.info("lemmy: the window for %s %r on %s was collected whole by an earlier run",
+                        self.plan[index][1], self.plan[index][0], instance)
+            index += 1
 
-    def _request(self, instance: str, index: int, *, page: int, newest: datetime | None) -> scrapy.Request:
+    def _request(self, instance: str, index: int, *, page: int, newest: datetime | None,
+                 fetched: int = 1) -> scrapy.Request:
         term, kind = self.plan[index]
         params = {
             "q": term,
@@ -102,7 +120,7 @@ class LemmySpider(MurmurSpider):
             f"{instance}/api/v3/search?{urlencode(params)}",
             callback=self.parse,
             errback=self.failed,
-            meta={"instance": instance, "index": index, "page": page, "newest": newest},
+            meta={"instance": instance, "index": index, "page": page, "newest": newest, "fetched": fetched},
         )
 
     def parse(self, response: Response) -> Any:
@@ -118,10 +136,13 @@ class LemmySpider(MurmurSpider):
             return
         self.answered.add(instance)
         self.query_results["ok"] += 1
-        cursor = _parse_cursor(self.cursors.get(query))
         self.count_page(len(page.posts), page.skipped)
         if page.removed:
             stats.inc_value("murmur/posts/skipped_deleted", page.removed)
+        if self.window is not None:
+            yield from self._window_page(meta, page.posts, page.oldest, page.count, query)
+            return
+        cursor = _parse_cursor(self.cursors.get(query))
         # Posts at or before the cursor were stored by an earlier run.
         yield from (p for p in page.posts if cursor is None or p.created_at > cursor)
 
@@ -144,6 +165,23 @@ class LemmySpider(MurmurSpider):
         if newest is not None and (cursor is None or newest > cursor):
             # Every page of this query was yielded above it, so the store commits them first.
             yield CursorUpdate(self.name, query, newest.isoformat())
+        yield from self._query(instance, index + 1)
+
+    def _window_page(self, meta: dict[str, Any], posts: list[Post], oldest: datetime | None, count: int,
+                     query: str) -> Iterator[Any]:
+        """A window's page: the posts inside it, its progress, and the next page unless past the start."""
+        assert self.window is not None
+        instance, index = meta["instance"], meta["index"]
+        term, kind = self.plan[index]
+        done = count < PAGE_SIZE or (oldest is not None and oldest < self.window.since)  # short: the last
+        yield from self.emit(self.in_window(posts),
+                             (self.window.key(query), WINDOW_DONE if done else str(meta["page"] + 1)))
+        if not done and meta["fetched"] < self.max_pages:
+            yield self._request(instance, index, page=meta["page"] + 1, newest=None, fetched=meta["fetched"] + 1)
+            return
+        if not done:
+            logger.info("lemmy: the window for %s %r on %s is not collected whole after %d pages; run the same "
+                        "command again to go on from where this run stopped", kind, term, instance, meta["fetched"])
         yield from self._query(instance, index + 1)
 
     def failed(self, failure: Failure) -> Iterator[scrapy.Request]:

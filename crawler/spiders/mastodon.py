@@ -9,6 +9,12 @@ With `replies = true`, each matching status that has replies (``replies_count`` 
 conversation read, ``GET /api/v1/statuses/:id/context`` (https://docs.joinmastodon.org/methods/statuses/#context,
 public for public statuses): the descendants are stored with the status's terms, parents resolved to URIs and
 the root from the ancestors. At most MAX_CONTEXTS such requests a run, at the source's download delay.
+
+A date window (`murmur crawl mastodon --since A --until B`) pages back with max_id: from the id a status made
+at B would have (ids are time-ordered snowflakes, milliseconds << 16:
+https://github.com/mastodon/mastodon/blob/main/lib/mastodon/snowflake.rb; `max_id` need not be a real status),
+or from the newest without B, until a page reaches past A. Its progress per instance and tag, kept under the
+window's key, is the max_id to page back from next, then "done".
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from murmur.crawler.items import CursorUpdate, Post
 from murmur.crawler.parsers import ParseError
 from murmur.crawler.parsers.mastodon import local_ref, parse_context, parse_timeline
 from murmur.crawler.pipelines import database_url, post_terms, term_matcher
-from murmur.crawler.spiders.base import MurmurSpider
+from murmur.crawler.spiders.base import WINDOW_DONE, MurmurSpider
 from murmur.crawler.spiders.common import as_bool, as_list, error_status, failed_request
 from murmur.crawler.text import term_to_tag
 
@@ -46,6 +52,7 @@ MAX_CONTEXTS = 100
 class MastodonSpider(MurmurSpider):
     name = "mastodon"
     config_keys = ("instances", "max_pages", "replies")
+    windowed = True
 
     def __init__(
         self,
@@ -71,6 +78,10 @@ class MastodonSpider(MurmurSpider):
         return {**super().config_arguments(settings, source), "tags": tags}
 
     async def start(self) -> AsyncIterator[Any]:
+        if self.window is not None:
+            for request in self._window_starts():
+                yield request
+            return
         cursors = self.stored_cursors()
         for instance in self.instances:
             for tag in self.tags:
@@ -92,6 +103,42 @@ class MastodonSpider(MurmurSpider):
             meta={"instance": instance, "tag": tag, "mode": mode, "page": page, "newest": newest},
         )
 
+    def _window_starts(self) -> list[scrapy.Request]:
+        """The first request of the window for each instance and tag not collected whole yet."""
+        assert self.window is not None
+        progress = self.window_cursors()
+        requests = []
+        for instance in self.instances:
+            for tag in self.tags:
+                done = progress.get(f"{instance}#{tag}")
+                if done == WINDOW_DONE:
+                    logger.info("mastodon: the window for #%s on %s was collected whole by an earlier run",
+                                tag, instance)
+                    continue
+                if not done and self.window.until is not None:
+                    done = str(int(self.window.until.timestamp() * 1000) << 16)  # a snowflake id at `until`
+                requests.append(self._request(instance, tag, {"max_id": done} if done else {}, mode="window", page=1))
+        return requests
+
+    def _window_page(self, meta: dict[str, Any], oldest_id: str | None, posts: list[Post]) -> Any:
+        """A window's page: the posts inside it, its progress, and the next page back unless past the start."""
+        assert self.window is not None
+        instance, tag = meta["instance"], meta["tag"]
+        host = urlsplit(instance).netloc.lower()
+        kept = self._placed(self.in_window(posts), host)
+        past_start = not oldest_id or any(p.created_at < self.window.since for p in posts)
+        progress = WINDOW_DONE if past_start else oldest_id
+        yield from self.emit(kept, (self.window.key(f"{instance}#{tag}"), str(progress)))
+        if self.replies:
+            yield from self._context_requests(instance, kept)
+        if past_start:
+            return
+        if meta["page"] < self.max_pages:
+            yield self._request(instance, tag, {"max_id": str(oldest_id)}, mode="window", page=meta["page"] + 1)
+        else:
+            logger.info("mastodon: the window for #%s on %s is not collected whole after %d pages; run the same "
+                        "command again to go on from where this run stopped", tag, instance, meta["page"])
+
     def parse(self, response: Response) -> Any:
         meta = response.meta
         instance, tag = meta["instance"], meta["tag"]
@@ -103,6 +150,9 @@ class MastodonSpider(MurmurSpider):
             return
         self.mark_answered(instance)
         self.count_page(len(page.posts), page.skipped)
+        if meta["mode"] == "window":
+            yield from self._window_page(meta, page.oldest_id, page.posts)
+            return
         yield from self._placed(page.posts, urlsplit(instance).netloc.lower())
         if self.replies:
             yield from self._context_requests(instance, page.posts)

@@ -22,6 +22,10 @@ terms and that quota, so they do not consult robots.txt (as the Reddit spider's 
 
 Incremental: per query, the cursor is the newest ``publishedAt`` seen, sent back as
 ``publishedAfter`` (inclusive: the boundary video comes back once more and is stored once).
+
+A date window (`murmur crawl youtube --since A --until B`) asks ``publishedAfter=A&publishedBefore=B``, newest
+first and paged; its progress per query, under the window's key, is the oldest ``publishedAt`` read (the next
+``publishedBefore``: inclusive, so that video comes back once more), then "done".
 """
 
 from __future__ import annotations
@@ -35,10 +39,10 @@ from urllib.parse import urlencode
 import scrapy
 from scrapy.exceptions import CloseSpider
 
-from murmur.crawler.items import CursorUpdate
+from murmur.crawler.items import CursorUpdate, Post
 from murmur.crawler.parsers import iso_datetime
 from murmur.crawler.parsers.youtube import ApiError, parse_comment_threads, parse_error, parse_search
-from murmur.crawler.spiders.base import MurmurSpider
+from murmur.crawler.spiders.base import WINDOW_DONE, MurmurSpider
 from murmur.crawler.spiders.common import UNREACHABLE, as_bool, error_response, failed_request
 
 if TYPE_CHECKING:
@@ -81,6 +85,7 @@ def default_queries(terms: list[str]) -> list[str]:
 class YouTubeSpider(MurmurSpider):
     name = "youtube"
     config_keys = ("base_url", "comments", "max_pages")
+    windowed = True
 
     def __init__(
         self,
@@ -114,6 +119,14 @@ class YouTubeSpider(MurmurSpider):
             self._fail(f"{KEY_VAR} is not set; set it to an API key of a Google Cloud project with the YouTube "
                        "Data API v3 enabled (https://developers.google.com/youtube/v3/getting-started)")
             return
+        if self.window is not None:
+            progress = self.window_cursors()
+            for q in self.queries:
+                if progress.get(q) == WINDOW_DONE:
+                    logger.info("youtube: the window for %r was collected whole by an earlier run", q)
+                    continue
+                yield self._search(q, cursor=None, page=1, upper=progress.get(q) or _rfc3339(self.window.until))
+            return
         cursors = self.stored_cursors()
         for q in self.queries:
             yield self._search(q, cursor=cursors.get(q), page=1)
@@ -132,15 +145,20 @@ class YouTubeSpider(MurmurSpider):
         )
 
     def _search(self, q: str, *, cursor: str | None, page: int, token: str | None = None,
-                newest: str | None = None) -> scrapy.Request:
+                newest: str | None = None, upper: str | None = None) -> scrapy.Request:
         params: dict[str, Any] = {
             "part": "snippet", "q": q, "type": "video", "order": "date", "maxResults": SEARCH_PAGE_SIZE,
         }
         if cursor:
             params["publishedAfter"] = cursor
+        if self.window is not None:  # a date window: its start, and where to page back from
+            params["publishedAfter"] = _rfc3339(self.window.since)
+            if upper:
+                params["publishedBefore"] = upper
         if token:
             params["pageToken"] = token
-        return self._request("search", params, self.parse_search, q=q, cursor=cursor, page=page, newest=newest)
+        return self._request("search", params, self.parse_search, q=q, cursor=cursor, page=page, newest=newest,
+                             upper=upper)
 
     def _comment_threads(self, video_id: str) -> scrapy.Request:
         params = {
@@ -166,6 +184,9 @@ class YouTubeSpider(MurmurSpider):
         if page is None:
             return
         self.count_page(len(page.posts), page.skipped)
+        if self.window is not None:
+            yield from self._window_page(meta, page.posts, page.next_page_token)
+            return
         yield from page.posts
 
         if self.comments:
@@ -185,6 +206,24 @@ class YouTubeSpider(MurmurSpider):
             # The chain is over (last page or the page cap): later runs ask for what was published
             # since the newest video seen. The videos are yielded above, so they commit first.
             yield CursorUpdate(self.name, q, newest)
+
+    def _window_page(self, meta: dict[str, Any], posts: list[Post], token: str | None) -> Iterator[Any]:
+        """A window's search page: the videos inside it (and their comments), its progress, the next page."""
+        assert self.window is not None
+        q, key = meta["q"], self.window.key(meta["q"])
+        kept = self.in_window(posts)
+        more = bool(token and posts)
+        oldest = _rfc3339(min(p.created_at for p in posts)) if posts else None
+        yield from self.emit(kept, (key, str(oldest) if more else WINDOW_DONE))
+        for post in kept if self.comments else []:
+            if post.source_id not in self._comment_videos:
+                self._comment_videos.add(post.source_id)
+                yield self._comment_threads(post.source_id)
+        if more and meta["page"] < self.max_pages:
+            yield self._search(q, cursor=None, page=meta["page"] + 1, token=token, upper=meta["upper"])
+        elif more:
+            logger.info("youtube: the window for %r is not collected whole after %d pages; run the same command "
+                        "again to go on from where this run stopped", q, meta["page"])
 
     def parse_comment_threads(self, response: Response) -> Iterator[Any]:
         self._spend(COMMENT_THREADS_COST)
@@ -270,3 +309,7 @@ def _later(a: str | None, b: str | None) -> str | None:
 
 def _when(value: str) -> datetime:
     return iso_datetime(value) or datetime.min.replace(tzinfo=UTC)
+
+
+def _rfc3339(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
