@@ -13,12 +13,12 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from murmur import __version__
 from murmur.app import App
+from murmur.cli_args import date_argument
 from murmur.cli_import import add_import_command
 from murmur.cli_model import add_model_commands, cmd_model_train
 from murmur.cli_stream import add_stream_command
@@ -165,14 +165,6 @@ def _hide_password(url: str) -> str:
 # --- parser ---------------------------------------------------------------------------------
 
 
-def _date(value: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a date; use YYYY-MM-DD or an ISO 8601 time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -203,10 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
             "murmur crawl mastodon\n  murmur crawl hackernews mastodon --since 2025-01-13 --until 2025-01-20")
     p.add_argument("sources", nargs="*", metavar="SOURCE", help="source names, e.g. mastodon (default: all enabled)")
     p.add_argument("--max-pages", type=int, help="pages per tag and instance in this run (overrides config)")
-    p.add_argument("--since", type=_date, metavar="DATE",
+    p.add_argument("--since", type=date_argument, metavar="DATE",
                    help="collect a date window from DATE (UTC, included) where the platform allows it, without "
                         "moving the incremental cursors; a killed back-fill resumes when run again")
-    p.add_argument("--until", type=_date, metavar="DATE", help="the window's end (UTC, excluded; default: now)")
+    p.add_argument("--until", type=date_argument, metavar="DATE", help="the window's end (UTC, excluded; default: now)")
 
     p = add("score", cmd_score, "Score the posts the configured model has not scored yet.", "murmur score --limit 1000")
     p.add_argument("--limit", type=int, help="score at most this many posts")
@@ -251,8 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--by", choices=("hour", "day", "week"), default="day", help="period (default day; weeks "
                    "start on Monday, UTC)")
-    p.add_argument("--since", type=_date, help="first period, e.g. 2025-01-13")
-    p.add_argument("--until", type=_date, help="end (exclusive), e.g. 2025-02-01")
+    p.add_argument("--since", type=date_argument, help="first period, e.g. 2025-01-13")
+    p.add_argument("--until", type=date_argument, help="end (exclusive), e.g. 2025-02-01")
     p.add_argument("--term", action="append", default=[], help="only these terms (repeatable, or a comma list)")
     p.add_argument("--source", action="append", default=[], help="only these sources (repeatable, or a comma list)")
     p.add_argument("--lang", action="append", default=[], help="only posts in these languages, e.g. en,zh")

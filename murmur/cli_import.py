@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from murmur.cli_args import date_argument
 from murmur.errors import EXIT_ERROR, EXIT_OK
 
 if TYPE_CHECKING:
@@ -26,14 +26,6 @@ EXAMPLES = (
     "  murmur import export.csv --format csv --source x --map text=body,created_at=timestamp,source_id=id\n"
     "  murmur import posts.ndjson.gz --format ndjson --source weibo --all --map author=user.screen_name"
 )
-
-
-def _date(value: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a date; use YYYY-MM-DD or an ISO 8601 time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def cmd_import(ctx: Context) -> int:
@@ -71,8 +63,9 @@ def add_import_command(add: Callable[..., argparse.ArgumentParser]) -> None:
                    "term is kept under TERM (a capture's own query, where it records one, comes first)")
     p.add_argument("--all", action="store_true", help="keep every post, matching or not (posts matching no term "
                    "show in per-source views and SQL, not in term trends)")
-    p.add_argument("--since", type=_date, help="only posts created at or after this time (UTC), e.g. 2025-01-13")
-    p.add_argument("--until", type=_date, help="only posts created before this time (UTC, exclusive), "
+    p.add_argument("--since", type=date_argument,
+                   help="only posts created at or after this time (UTC), e.g. 2025-01-13")
+    p.add_argument("--until", type=date_argument, help="only posts created before this time (UTC, exclusive), "
                    "e.g. 2025-02-01")
     p.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN", help="for csv and ndjson: the "
                    f"column of a field (repeatable, or a comma list; a.b reads nested JSON). Fields: {FIELDS}. "
