@@ -95,6 +95,8 @@ class SourceSettings:
     urls: tuple[str, ...] = ()
     # Follow links to this platform found in other sources' posts (rednote, tiktok, lemon8, threads).
     follow_links: bool = True
+    # Crawl pages at all (rednote: off by default, its robots.txt disallows crawling; registry: Source.opt_in).
+    pages: bool = False
     # Stream sources (jetstream): seconds re-read before the stored cursor when (re)connecting, and whether
     # every post the stream delivers is counted into network_volume (the baseline of `report --share`).
     rewind: float = 5.0

@@ -9,6 +9,10 @@ check read it. Adding a source: a spider module, a parser module, an entry here,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from murmur.config import SourceSettings
 
 # What a source can do.
 SEARCH = "search"  # asks the platform for posts matching the terms
@@ -50,6 +54,16 @@ class Source:
     # key -> (what to list, an example value).
     required: dict[str, tuple[str, str]] = field(default_factory=dict)
     limits: tuple[int, int] = API_LIMITS  # (DOWNLOAD_MAXSIZE, DOWNLOAD_WARNSIZE) in bytes
+    # What the platform allows today and what murmur does about it, in one sentence (`murmur status`, the
+    # README's sources table); the copies read, with their dates, are in docs/platforms.md.
+    policy: str = ""
+    # A bool key of this source that must be true before a crawl fetches anything (the platform disallows
+    # crawling): while it is false, a crawl skips the source with a line saying `policy`.
+    opt_in: str | None = None
+
+    def opted_in(self, configured: SourceSettings) -> bool:
+        """False while the `opt_in` key of this source's settings is off: nothing is crawled."""
+        return self.opt_in is None or bool(getattr(configured, self.opt_in, False))
 
     @property
     def is_stream(self) -> bool:
@@ -74,6 +88,17 @@ _REPLIES = SourceKey("replies", "bool", "also collect the replies to each matchi
 _URLS = SourceKey("urls", "url_list", "page URLs to fetch every run (any http(s) host: saved pages can stand in)")
 _FOLLOW = SourceKey("follow_links", "bool", "also fetch pages of this platform linked from other sources' posts")
 
+# Dates are those of the copies read (docs/platforms.md); say "undated" rather than guess one.
+_REDNOTE_POLICY = ("xiaohongshu.com's robots.txt disallows all crawling (User-agent: * Disallow: /, as fetched "
+                   "2026-08-10): import Zeeschuimer or MediaCrawler captures with `murmur import`; page crawling "
+                   "is off unless sources.rednote.pages = true, for pages you may fetch")
+_TIKTOK_POLICY = ("tiktok.com pages mostly answer a crawler with a challenge or a login wall, and search and "
+                  "comments need signed requests or the Research API (approval only): import Zeeschuimer "
+                  "captures for search and comments; pages in urls and linked videos are tried, blocked ones counted")
+_REDDIT_POLICY = ("Reddit's Data API needs approval since November 2025 (Responsible Builder Policy) and its "
+                  "robots.txt disallows all crawling since 2024: the API with approved credentials; "
+                  "import the Pushshift / Arctic Shift dumps for history")
+
 SOURCES: dict[str, Source] = {
     s.name: s
     for s in (
@@ -89,7 +114,8 @@ SOURCES: dict[str, Source] = {
                keys=(SourceKey("subreddits", "str_list", "search inside these subreddits instead of all of Reddit"),
                      SourceKey("comments", "bool", "also read the comments of new submissions (as `replies`)"),
                      _REPLIES),
-               credentials={"client_id": "MURMUR_REDDIT_CLIENT_ID", "client_secret": "MURMUR_REDDIT_CLIENT_SECRET"}),
+               credentials={"client_id": "MURMUR_REDDIT_CLIENT_ID", "client_secret": "MURMUR_REDDIT_CLIENT_SECRET"},
+               policy=_REDDIT_POLICY),
         Source("lemmy", "murmur.crawler.spiders.lemmy:LemmySpider", frozenset({SEARCH}),
                required={"instances": ("instance URL", '["https://lemmy.world"]')}),
         Source("hackernews", "murmur.crawler.spiders.hackernews:HackerNewsSpider", frozenset({SEARCH})),
@@ -100,9 +126,12 @@ SOURCES: dict[str, Source] = {
                keys=(SourceKey("feeds", "url_list", "RSS or Atom feed URLs (RSSHub routes too)"),),
                limits=PAGE_LIMITS),
         Source("rednote", "murmur.crawler.spiders.rednote:RedNoteSpider", frozenset({PAGES, ACCOUNTS, IMPORT}),
-               keys=(_URLS, _FOLLOW), limits=PAGE_LIMITS),
+               keys=(SourceKey("pages", "bool", "crawl pages at all (off: xiaohongshu.com's robots.txt disallows "
+                               "crawling; turn on only for pages you may fetch, e.g. a mirror of your own)"),
+                     _URLS, _FOLLOW),
+               limits=PAGE_LIMITS, policy=_REDNOTE_POLICY, opt_in="pages"),
         Source("tiktok", "murmur.crawler.spiders.tiktok:TikTokSpider", frozenset({PAGES, IMPORT}),
-               keys=(_URLS, _FOLLOW), limits=PAGE_LIMITS),
+               keys=(_URLS, _FOLLOW), limits=PAGE_LIMITS, policy=_TIKTOK_POLICY),
         Source("lemon8", "murmur.crawler.spiders.lemon8:Lemon8Spider", frozenset({PAGES}),
                keys=(_URLS, _FOLLOW), limits=PAGE_LIMITS),
         Source("threads", "murmur.crawler.spiders.threads:ThreadsSpider", frozenset({SEARCH, PAGES, IMPORT}),

@@ -107,6 +107,10 @@ def run_crawl(
         else:
             logger.info("%s is a stream source: a crawl skips it (`murmur stream` or `murmur serve` runs it)", name)
     sources = [n for n in sources if n in SPIDERS]
+    # A platform that disallows crawling (registry: Source.opt_in) is crawled only once its key opts in.
+    for name in [n for n in sources if not SOURCES[n].opted_in(settings.sources[n])]:
+        logger.info("%s: not crawled: %s", name, SOURCES[name].policy)
+    sources = [n for n in sources if SOURCES[n].opted_in(settings.sources[n])]
     if not sources:
         return []
     classes = spider_classes()

@@ -7,7 +7,8 @@ the hours the baseline covers (store/share.py). It is empty (None) where it cann
   leaves bluesky out;
 - for a period without a baseline (no stream was counting then): empty, not 0.
 The numerator counts the stream's posts whether scored or not (the baseline is every post, scored or
-not), so it can exceed the `posts` column, which counts scored ones."""
+not), so it can exceed the `posts` column, which counts scored ones. By region, the baseline is the whole
+network's (it has no regions), and streamed posts carry no region, so they count under 'unknown'."""
 
 from __future__ import annotations
 
@@ -30,8 +31,7 @@ Shares = dict[tuple[datetime, tuple[str, ...]], float | None]
 def shares(conn: psycopg.Connection, f: Filters, points: list[Point]) -> Shares:
     """(period start, series key) -> share_per_100k (None: not applicable, or no baseline) for `points`."""
     dims = f.dims
-    # Not yet by region: the streamed-post counts (store/share.py) group by source, term and language only.
-    if (f.sources and NETWORK_SOURCE not in f.sources) or "region" in dims:
+    if f.sources and NETWORK_SOURCE not in f.sources:
         return {(p.bucket_start, p.key): None for p in points}
     scope = post_scope(f)
     by_lang = "lang" in dims

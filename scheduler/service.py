@@ -106,9 +106,11 @@ class Service:
 
     def crawl_sources(self) -> list[str]:
         streams = set(self.stream_sources())
-        # An import-only source has no spider: nothing to schedule (`murmur import` brings its posts).
+        # An import-only source has no spider: nothing to schedule (`murmur import` brings its posts); nor has
+        # one whose platform disallows crawling until its opt-in key is on (rednote's `pages`).
         return [s.name for s in self.settings.enabled_sources()
-                if s.name not in streams and not (s.name in SOURCES and SOURCES[s.name].is_import_only)]
+                if s.name not in streams and not (s.name in SOURCES and (SOURCES[s.name].is_import_only
+                                                                         or not SOURCES[s.name].opted_in(s)))]
 
     # --- shared resources for the jobs ---
 

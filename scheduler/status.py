@@ -65,14 +65,18 @@ def gather(conn: psycopg.Connection, settings: Settings, *, limit: int = 10) -> 
 
 
 def _declared(settings: Settings, name: str) -> dict[str, Any]:
-    """What the source registry says of a source: how it collects, and which credential variables are unset."""
+    """What the source registry says of a source: how it collects, which credential variables are unset, and
+    what its platform allows today (`policy`, where the registry says)."""
     entry = SOURCES.get(name)
     if entry is None:  # a source a newer murmur crawled into this database
         return {}
     configured = settings.sources.get(name)
     have = configured.credentials if configured is not None else {}
-    return {"collects": sorted(entry.capabilities),
-            "credentials_unset": [var for key, var in entry.credentials.items() if key not in have]}
+    declared: dict[str, Any] = {"collects": sorted(entry.capabilities),
+                                "credentials_unset": [var for key, var in entry.credentials.items() if key not in have]}
+    if entry.policy:  # what the platform allows today (docs/platforms.md)
+        declared["policy"] = entry.policy
+    return declared
 
 
 def _stream(h: dict[str, Any] | None) -> dict[str, Any]:
@@ -145,6 +149,9 @@ def render(status: dict[str, Any], fmt: str, *, database: str) -> str:
              if j.get("enabled") and j.get("credentials_unset")]
     for job, variables in unset:
         lines.append(f"{job}: credentials not set: {', '.join(variables)} (README: Sources)")
+    for job in status["jobs"]:
+        if job.get("policy"):
+            lines.append(f"{job['job']}: {job['policy']}")
     errors = [(j["job"], j["last_run"]["error"]) for j in status["jobs"] if j["last_run"] and j["last_run"]["error"]]
     for job, error in errors:
         lines.append(f"{job}: {error}")

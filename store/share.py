@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
-from murmur.store.reports import _IN_SCOPE, PostScope
+from murmur.store.reports import _IN_SCOPE, _POST_DIMS, PostScope
 
 if TYPE_CHECKING:
     import psycopg
@@ -49,7 +49,9 @@ WHERE {in_scope}
 GROUP BY {groups}
 """)
 
-_DIMS = {"source": sql.SQL("p.source"), "term": sql.SQL("term"), "lang": sql.SQL("COALESCE(p.lang, 'und')")}
+# The report's series columns; a region is grouped as the report groups it ('unknown' when none).
+_DIMS = {"source": sql.SQL("p.source"), "term": sql.SQL("term"), "lang": sql.SQL("COALESCE(p.lang, 'und')"),
+         "region": _POST_DIMS["region"]}
 
 
 def network_posts(conn: psycopg.Connection, *, unit: str, scope: PostScope,
@@ -66,7 +68,7 @@ def streamed_posts(conn: psycopg.Connection, *, unit: str, dims: Sequence[str],
                    scope: PostScope) -> dict[tuple[datetime, tuple[str, ...]], int]:
     """(period start, series key) -> the posts in `scope` that arrived by stream (`posts.via = 'stream'`,
     source bluesky) created in an hour the baseline covers; the key holds the values of `dims` (any of
-    'source', 'term', 'lang', the report's series columns)."""
+    'source', 'term', 'lang', 'region', the report's series columns)."""
     unknown = [d for d in dims if d not in _DIMS]
     if unknown or not dims:
         raise ValueError(f"dims must be some of {', '.join(_DIMS)}, not {list(dims)!r}")

@@ -61,6 +61,7 @@ def serve(site: FakeRedNote, robots: str = "User-agent: *\nDisallow:\n") -> Fake
 
 
 def crawl(tmp_path: Path, db_url: str, **source: Any) -> tuple[str, str]:
+    source.setdefault("pages", True)  # page crawling is opt-in (xiaohongshu.com's robots.txt disallows it)
     table = "".join(f"{key} = {json.dumps(value)}\n" for key, value in source.items())
     config = tmp_path / "murmur.toml"
     config.write_text(
@@ -156,6 +157,23 @@ def test_configured_notes_and_a_profiles_notes_are_stored_walls_counted_then_not
     assert conn.execute("SELECT count(*), count(DISTINCT source_id) FROM posts").fetchone() == (3, 3)
     status, stats, _ = last_run(conn)
     assert status == "ok" and stats.get("murmur/posts/new", 0) == 0 and stats["murmur/blocked"] == 3
+
+
+def test_without_the_opt_in_a_crawl_says_robots_txt_disallows_it_and_fetches_nothing(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection
+) -> None:
+    site = FakeRedNote()
+    site.pages = {f"/explore/{ZH_ID}": fixture("note_zh.html")}
+    with serve(site) as api:
+        out, err = crawl(tmp_path, db_url, pages=False, urls=[f"{api.url}/explore/{ZH_ID}"], base_url=api.url)
+        assert "[exit 0]" in err and "Traceback" not in err, err
+        said = [line for line in err.splitlines() if "rednote: not crawled:" in line]
+        assert len(said) == 1, err
+        assert "robots.txt disallows all crawling" in said[0] and "murmur import" in said[0], said
+        assert "sources.rednote.pages = true" in said[0]
+        assert api.requests == []  # not even robots.txt
+    assert conn.execute("SELECT count(*) FROM posts").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM job_runs WHERE job = 'crawl:rednote'").fetchone() == (0,)
 
 
 def test_a_run_where_every_page_is_blocked_fails_and_says_why(

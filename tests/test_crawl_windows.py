@@ -13,6 +13,8 @@ import psycopg
 
 from tests.conftest import run_murmur
 from tests.fakeapi import FakeAPI, Reply, Request
+from tests.test_crawl_bluesky import CREDENTIALS
+from tests.test_crawl_bluesky import load as load_bluesky
 from tests.test_crawl_hackernews import SEARCH, make_hits
 from tests.test_crawl_lemmy import FakeLemmy, make_posts
 from tests.test_crawl_youtube import COMBINED, KEY, TERMS, FakeYouTube, rfc3339, videos
@@ -260,3 +262,98 @@ def test_lemmy_window_reads_newest_first_pages_to_the_start_keeps_only_it_and_re
     assert stored == inside
     assert state(conn, "lemmy") == {incremental: "2020-01-01T00:00:00+00:00", key: "done",
                                     comments_key: "done"}
+
+
+# --- Bluesky -------------------------------------------------------------------------------------------
+
+
+def make_bluesky_posts(count: int, start: datetime) -> list[dict]:
+    """`count` postViews naming RedNote, one a minute from `start` (the shape of search_posts.json's first;
+    createdAt before indexedAt, so each one's sortAt is its createdAt)."""
+    template = load_bluesky("search_posts.json")["posts"][0]
+    views = []
+    for n in range(count):
+        made = datetime.fromtimestamp(start.timestamp() + 60 * n, UTC)
+        rkey = f"3lfw{n:09d}"
+        views.append({**template, "uri": template["uri"].rsplit("/", 1)[0] + "/" + rkey,
+                      "record": {**template["record"], "text": f"Trying RedNote, minute {n}", "facets": [],
+                                 "createdAt": made.strftime("%Y-%m-%dT%H:%M:%S.000Z")},
+                      "indexedAt": made.strftime("%Y-%m-%dT%H:%M:%S.500Z"), "replyCount": 0})
+    return views
+
+
+class WindowedSearchPosts:
+    """app.bsky.feed.searchPosts with `since` (inclusive) and `until` (exclusive) compared with sortAt, newest first
+    (sort=latest), and a cursor (here the offset) while more remain; at most 50 a page whatever `limit` asks, as
+    a server may answer fewer (https://docs.bsky.app/docs/api/app-bsky-feed-search-posts)."""
+
+    def __init__(self, views: list[dict]) -> None:
+        self.views = sorted(views, key=lambda v: v["record"]["createdAt"], reverse=True)
+
+    def __call__(self, request: Request) -> Reply:
+        since, until = request.param("since"), request.param("until")
+        matching = [v for v in self.views if (since is None or v["record"]["createdAt"] >= since)
+                    and (until is None or v["record"]["createdAt"] < until)]
+        offset, per = int(request.param("cursor") or 0), min(int(request.param("limit") or 25), 50)
+        out: dict = {"posts": matching[offset:offset + per]}
+        if offset + per < len(matching):
+            out["cursor"] = str(offset + per)
+        return Reply.json(out)
+
+
+def test_bluesky_window_asks_since_and_until_stores_only_it_keeps_the_cursor_and_resumes(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection
+) -> None:
+    views = make_bluesky_posts(360, datetime(2025, 1, 13, 20, tzinfo=UTC))  # 20:00 to 01:59
+    inside = {v["uri"] for v in views if SINCE <= datetime.fromisoformat(v["record"]["createdAt"]) < UNTIL}
+    assert len(inside) == 120  # 22:00 (since, included) to 23:59; the one at 00:00 (until) is not
+    window = ["--since", "2025-01-13T22:00:00", "--until", "2025-01-14"]
+    key = "window:2025-01-13T22:00:00Z/2025-01-14:search:RedNote"
+    conn.execute("INSERT INTO crawl_state (source, query, cursor) VALUES ('bluesky', 'search:RedNote', %s)",
+                 ("2020-01-01T00:00:00.000Z",))
+    conn.commit()
+    with FakeAPI() as api:
+        api.route("/xrpc/com.atproto.server.createSession", lambda r: Reply.json(load_bluesky("session.json")),
+                  method="POST")
+        api.route("/xrpc/app.bsky.feed.searchPosts", WindowedSearchPosts(views))
+        config = tmp_path / "murmur.toml"
+        config.write_text(f'terms = ["RedNote"]\n[sources.bluesky]\nbase_url = "{api.url}"\ninstances = ["{api.url}"]\n'
+                          'tags = ["RedNote"]\naccounts = ["lin.murmur.test"]\nmax_pages = 3\ndownload_delay = 0\n')
+        crawl = ["--config", str(config), "crawl", "bluesky", *window]
+        first = run_murmur(*crawl, "--max-pages", "1", db_url=db_url, **CREDENTIALS)
+        assert first.returncode == 0 and "not collected whole after 1 pages" in first.stderr, first.stderr
+        assert len([line for line in first.stderr.splitlines() if "accounts and feeds take no dates" in line]) == 1
+        progress = state(conn, "bluesky")[key]
+        assert progress == "2025-01-13T23:10:00.001Z"  # the oldest of the first 50, from 23:59 down, plus 1 ms
+        second = run_murmur(*crawl, db_url=db_url, **CREDENTIALS)
+        assert second.returncode == 0, second.stderr
+        seen = len(api.requests)
+        third = run_murmur(*crawl, db_url=db_url, **CREDENTIALS)
+        assert third.returncode == 0 and "collected whole by an earlier run" in third.stderr, third.stderr
+        assert len(api.requests) == seen  # the third run asks nothing, not even a login
+        asked = [(r.param("q"), r.param("sort"), r.param("since"), r.param("until"), r.param("cursor"))
+                 for r in api.requests if r.path == "/xrpc/app.bsky.feed.searchPosts"]
+        assert not [r for r in api.requests if r.path.endswith(("getAuthorFeed", "getFeed"))]
+    since = "2025-01-13T22:00:00.000Z"
+    assert asked == [("RedNote", "latest", since, "2025-01-14T00:00:00.000Z", None),
+                     ("RedNote", "latest", since, progress, None),  # resumed from the stored progress
+                     ("RedNote", "latest", since, progress, "50")]  # paged with the cursor to the chain's end
+    stored = {sid for (sid,) in conn.execute("SELECT source_id FROM posts WHERE source = 'bluesky'")}
+    assert stored == inside
+    assert state(conn, "bluesky") == {"search:RedNote": "2020-01-01T00:00:00.000Z", key: "done"}
+
+
+def test_bluesky_window_without_an_app_password_is_one_clear_line(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection
+) -> None:
+    config = tmp_path / "murmur.toml"
+    config.write_text('terms = ["RedNote"]\n[sources.bluesky]\nbase_url = "http://127.0.0.1:9"\n'
+                      'accounts = ["lin.murmur.test"]\ndownload_delay = 0\n')
+    result = run_murmur("--config", str(config), "crawl", "bluesky", "--since", "2025-01-13", db_url=db_url)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "bluesky:" in line and "app password" in line]
+    assert len(lines) == 1 and "MURMUR_BLUESKY_APP_PASSWORD" in lines[0], result.stderr
+    assert result.returncode == 1  # nothing can be collected: the source failed, as without a window
+    (status, error), = conn.execute("SELECT status, error FROM job_runs WHERE job = 'crawl:bluesky'").fetchall()
+    assert status == "failed" and "app password" in error
+    assert state(conn, "bluesky") == {}

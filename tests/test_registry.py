@@ -3,15 +3,17 @@ the README's sources table and the deployment's environment example agree with i
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from murmur.config import load_settings
 from murmur.config.settings import KNOWN_SOURCES, source_keys
 from murmur.crawler.registry import IMPORT, SOURCES, credential_variables
 from murmur.crawler.runner import SPIDERS
-from tests.conftest import REPO
+from tests.conftest import REPO, run_murmur
 
 
 def readme_sources_table() -> dict[str, str]:
@@ -84,3 +86,30 @@ def test_the_shipped_config_has_a_table_for_each_registered_source_with_its_own_
         for key in entry.keys:
             assert key.name in tables[name] or f"# {key.name} =" in text, f"[sources.{name}] {key.name}"
             assert key.help, f"{name}.{key.name} has no help line"
+
+
+def test_status_says_what_each_platform_allows_today(db_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "murmur.toml"
+    config.write_text("[sources.reddit]\nenabled = true\n")
+    result = run_murmur("--config", str(config), "status", db_url=db_url, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for job in ("crawl:rednote", "crawl:tiktok", "crawl:reddit"):
+        assert lines.count(f"{job}: {SOURCES[job.split(':')[1]].policy}") == 1, result.stdout
+    assert "robots.txt disallows all crawling" in SOURCES["rednote"].policy
+    assert "murmur import" in SOURCES["rednote"].policy and "challenge" in SOURCES["tiktok"].policy
+    assert "approval" in SOURCES["reddit"].policy and "dumps" in SOURCES["reddit"].policy
+    assert not any(line.startswith("crawl:mastodon: ") for line in lines)  # no policy set: no line
+    result = run_murmur("--config", str(config), "status", "--format", "json", db_url=db_url, timeout=60)
+    jobs = {j["job"]: j for j in json.loads(result.stdout)["jobs"]}
+    assert jobs["crawl:rednote"]["policy"] == SOURCES["rednote"].policy and "policy" not in jobs["crawl:mastodon"]
+
+
+def test_the_service_schedules_no_crawl_of_a_platform_that_disallows_it_until_opted_in() -> None:
+    from murmur.config import load_settings
+    from murmur.scheduler.service import Service
+
+    off = Service(load_settings(environ={}), "postgresql://nobody@127.0.0.1:9/x")  # never connects
+    on = Service(load_settings(environ={"MURMUR_SOURCES__REDNOTE__PAGES": "true"}), "postgresql://nobody@127.0.0.1:9/x")
+    assert "rednote" not in off.crawl_sources() and "rednote" in on.crawl_sources()
+    assert "tiktok" in off.crawl_sources()  # a policy line alone does not stop a crawl

@@ -102,8 +102,22 @@ def test_compare_region_csv_and_json(seeded: psycopg.Connection, db_url: str) ->
                              "polarity_se": 1.0}
 
 
-def test_compare_region_leaves_share_empty(seeded: psycopg.Connection, db_url: str) -> None:
+def test_compare_region_share_has_rows(seeded: psycopg.Connection, db_url: str) -> None:
+    # A post the stream saw (no region: Jetstream has none) and the network's posts in its hour.
+    stream = Post(source="bluesky", source_id="at://did:plc:a/app.bsky.feed.post/1", url="https://bsky.app/1",
+                  author="a.bsky.social", text="RedNote", created_at=MON + timedelta(hours=9, minutes=30),
+                  lang="en", terms=["RedNote"], via="stream", metrics={})
+    with seeded.transaction():
+        upsert_posts(seeded, [stream])
+        (post_id,) = seeded.execute("SELECT id FROM posts WHERE source = 'bluesky'").fetchone()
+        write_scores(seeded, MODEL, [post_id], [POS])
+        seeded.execute("INSERT INTO network_volume (bucket_start, source, lang, posts)"
+                       " VALUES (%s, 'bluesky', 'en', 50000)", (MON + timedelta(hours=9),))
+    aggregate(seeded)
     result = run_murmur("report", "--compare", "region", "--share", "--format", "json", db_url=db_url, timeout=60)
     assert result.returncode == 0, result.stderr
-    shares = [s["share_per_100k"] for row in json.loads(result.stdout) for s in row["series"].values()]
-    assert shares and all(share is None for share in shares)
+    shares = {(row["bucket_start"][:10], region): s["share_per_100k"]
+              for row in json.loads(result.stdout) for region, s in row["series"].items()}
+    assert shares[("2025-01-13", "unknown")] == 2.0  # 1 stream post per 50,000 of the network
+    assert shares[("2025-01-13", "上海")] == 0.0  # a baseline, and no stream post from there
+    assert shares[("2025-01-14", "US")] is None  # no baseline that day: empty, not 0

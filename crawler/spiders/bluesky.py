@@ -18,7 +18,8 @@ and their own reply refs. At most MAX_THREADS such requests a run.
 
 Incremental: a search asks only for posts since the newest one stored (`since` is inclusive, so that
 one comes back and the upsert keeps it once); a feed is read newest first until a page reaches a post
-older than the newest stored. Either way the cursor is the newest post's sort time.
+older than the newest stored. Either way the cursor is the newest post's sort time. A date window (`--since A
+--until B`) is searched with `since=A&until=B` only, never moving these cursors: see `bluesky_window`.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ from murmur.crawler.parsers.bluesky import (
 )
 from murmur.crawler.parsers.bluesky_thread import parse_thread
 from murmur.crawler.pipelines import post_terms, term_matcher
-from murmur.crawler.spiders.base import MurmurSpider
+from murmur.crawler.spiders import bluesky_window
+from murmur.crawler.spiders.base import WINDOW_DONE, MurmurSpider
 from murmur.crawler.spiders.common import (
     as_bool,
     as_list,
@@ -90,6 +92,7 @@ def _later(a: datetime | None, b: datetime | None) -> datetime | None:
 class BlueskySpider(MurmurSpider):
     name = "bluesky"
     config_keys = ("base_url", "accounts", "feeds", "max_pages", "replies")
+    windowed = True  # search only (bluesky_window)
 
     def __init__(
         self,
@@ -122,6 +125,7 @@ class BlueskySpider(MurmurSpider):
         self._refreshes = 0
         self._waiting: list[scrapy.Request] = []
         self._stopped: str | None = None  # why this source stopped for the run (already logged)
+        self._windows: dict[str, str | None] = {}  # with a window: query -> the `until` to ask first
 
     @classmethod
     def config_arguments(cls, settings: Settings, source: SourceSettings) -> dict[str, Any]:
@@ -136,7 +140,17 @@ class BlueskySpider(MurmurSpider):
         handle = self.credentials.get("handle", "")
         password = self.credentials.get("app_password", "")
         searching = bool(self.queries and handle and password)
-        if not (searching or self.accounts or self.feeds):
+        if self.window is not None and not (handle and password):
+            self._stop("credentials", f"bluesky: a date window is read through search, which needs an app password; "
+                       f"{HOW_TO}")
+            return
+        if self.window is not None:  # the queries whose window is not collected whole yet, if any
+            self._windows = bluesky_window.pending(self.window, self.queries, self.window_cursors(),
+                                                   accounts=len(self.accounts), feeds=len(self.feeds))
+            self.accounts, self.feeds = [], []  # they take no dates: skipped (said in `pending`)
+            if not (searching := bool(self._windows)):
+                return
+        elif not (searching or self.accounts or self.feeds):
             self._stop(
                 "credentials",
                 f"bluesky: search needs an app password and no accounts or feeds are configured; {HOW_TO}, "
@@ -177,6 +191,10 @@ class BlueskySpider(MurmurSpider):
             yield from self._feed_requests()
             return
         self.crawler.stats.inc_value("murmur/bluesky/logins")
+        if self.window is not None:  # the window's searches only; accounts and feeds take no dates
+            for query, until in self._windows.items():
+                yield self._search_request(query, since=format_datetime(self.window.since), until=until, page=1)
+            return
         for query in self.queries:
             yield self._search_request(query, since=self._cursors.get(f"search:{query}"), page=1)
         yield from self._feed_requests()
@@ -250,22 +268,24 @@ class BlueskySpider(MurmurSpider):
 
     def _search_request(
         self, query: str, *, since: str | None, page: int, cursor: str | None = None,
-        newest: datetime | None = None,
+        newest: datetime | None = None, until: str | None = None,
     ) -> scrapy.Request:
-        # https://docs.bsky.app/docs/api/app-bsky-feed-search-posts; `since` compares with a post's sortAt.
+        # https://docs.bsky.app/docs/api/app-bsky-feed-search-posts; `since` (included) and `until` (excluded)
+        # compare with a post's sortAt. With a date window, its pages go to parse_window.
         params: dict[str, str | int] = {"q": query, "sort": "latest", "limit": PAGE_SIZE}
-        if since:
-            params["since"] = since
-        if cursor:
-            params["cursor"] = cursor
+        for name, value in (("since", since), ("until", until), ("cursor", cursor)):
+            if value:
+                params[name] = value
+        key = f"search:{query}"
         return scrapy.Request(
             f"{self.base_url}/xrpc/app.bsky.feed.searchPosts?{urlencode(params)}",
             headers=self._auth(),
-            callback=self.parse_search,
+            callback=self.parse_search if self.window is None else self.parse_window,
             errback=self.failed,
             meta={
-                "step": "search", "endpoint": self.base_url, "key": f"search:{query}", "query": query,
-                "since": since, "page": page, "newest": newest, "token": self._session and self._session.access_jwt,
+                "step": "search", "endpoint": self.base_url, "key": self.window.key(key) if self.window else key,
+                "query": query, "since": since, "until": until, "page": page, "newest": newest,
+                "token": self._session and self._session.access_jwt,
             },
         )
 
@@ -327,6 +347,26 @@ class BlueskySpider(MurmurSpider):
             # The chain is over (last page or page cap); the posts before are yielded, so the store
             # commits them first. A later run asks `since` this time.
             yield CursorUpdate(self.name, meta["key"], format_datetime(newest))
+
+    def parse_window(self, response: Response) -> Iterator[Any]:
+        """A window's search page: the posts inside it, then its progress; the next page while the run may."""
+        if self._stopped:
+            return
+        meta = response.meta
+        page = self._read(response, parse_search)
+        if page is None:
+            return  # the progress stays: the next run asks this page again
+        kept, progress = self.in_window(page.posts), bluesky_window.progress(page)
+        yield from self.emit(kept, (meta["key"], progress) if progress else None)
+        yield from self._thread_requests(kept)
+        if progress == WINDOW_DONE:
+            return
+        if meta["page"] < self.max_pages:
+            yield self._search_request(meta["query"], since=meta["since"], until=meta["until"], page=meta["page"] + 1,
+                                       cursor=page.cursor)
+            return
+        logger.info("bluesky: the window for %r is not collected whole after %d pages; run the same command "
+                    "again to go on from where this run stopped", meta["query"], meta["page"])
 
     def parse_feed(self, response: Response) -> Iterator[Any]:
         if self._stopped:

@@ -1,7 +1,10 @@
 """RedNote (Xiaohongshu): public note and profile pages. Builds requests only; what a page means is
 `murmur.crawler.parsers.rednote` (`parse_note`, `parse_profile`).
 
-RedNote has no public API and no search for logged-out visitors, so pages come from:
+xiaohongshu.com's robots.txt disallows all crawling (docs/platforms.md), so this spider runs only when
+`sources.rednote.pages = true` (the registry's `opt_in`; otherwise the runner and the service skip it with
+one line): for pages a user may fetch, e.g. a mirror of saved pages. RedNote posts otherwise come from
+captures (`murmur import`). RedNote has no public API and no search for logged-out visitors, so pages come from:
 
 - `sources.rednote.urls`: note pages (`/explore/<id>`, `/discovery/item/<id>`, their `xsec_token` kept)
   and profile pages (`/user/profile/<user id>`, whose listed notes are then fetched); any host, so a
