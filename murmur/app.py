@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("murmur")
 
+# After a look for history to re-score finds none, the service looks again only after this many seconds:
+# each look is an anti-join over every post, and history only appears when the configured model changes.
+HISTORY_RECHECK_S = 300.0
+
 
 @dataclass(frozen=True)
 class ScoreOutcome:
@@ -41,11 +45,12 @@ class ScoreOutcome:
     models: tuple[str, ...]  # model ids, in route order
     description: str  # "m1 (en/zh), m2 (any language)"
     status: str  # ok | interrupted
+    rescored: int = 0  # of run.scored, posts another model had scored (history re-scored for these models)
 
     def stats(self) -> dict[str, Any]:
         run = self.run
         return {"scored": run.scored, "batches": run.batches, "seconds": round(run.seconds, 2),
-                "unscored": self.unscored, "models": list(self.models)}
+                "unscored": self.unscored, "models": list(self.models), "rescored": self.rescored}
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ class App:
         self._scorers: dict[str, Scorer] = {}
         self._routes: list[Route] | None = None
         self._lock = threading.Lock()
+        self._history_quiet_until = 0.0  # time.monotonic() before which a bounded history pass is skipped
 
     @property
     def database_url(self) -> str:
@@ -240,30 +246,39 @@ class App:
         stop: threading.Event | None = None,
         show_progress: bool = False,
         keep_idle_run: bool = True,
+        history: int | None = 0,
     ) -> ScoreOutcome | None:
-        """Score what is unscored through every route, recorded as a `score` run.
+        """Score the new posts (no model has scored them yet) through every route, then the history `history`
+        asks for, recorded as one `score` run; `limit` caps both together.
 
+        History is posts another model scored and the routes' models have not (after the configured model
+        changed): `history=0` leaves it (`murmur score`), `None` re-scores all of it after the new posts
+        (`murmur score --all-posts`), and N re-scores up to N of it, newest first, only when there were no
+        new posts (the service's idle path: new posts never wait behind the back-fill for more than N).
         A failure records the run as failed and raises. With `keep_idle_run=False` a run that found
         nothing to score leaves no row (the continuous scorer looks every few seconds) and returns None.
         """
         from murmur.progress import progress
-        from murmur.sentiment.worker import score_routes
         from murmur.store.runs import discard_run, finish_run, start_run
         from murmur.store.scores import count_unscored
 
         routes = self.routes()
         total = None
         if show_progress:
-            total = sum(count_unscored(conn, r.model_id, r.languages) for r in routes)
+            kinds = ("new", "history") if history is None else ("new",)  # a bounded pass: at most `history` more
+            total = sum(count_unscored(conn, r.model_id, r.languages, r.skip, which=which)
+                        for r in routes for which in kinds)
             total = min(total, limit) if limit else total
         run_id = start_run(conn, "score")
         try:
             if show_progress:
                 with progress("scored", total) as report:
-                    run, unscored = score_routes(conn, routes, limit=limit, batch_size=batch_size, stop=stop,
-                                                 progress=report)
+                    run, unscored, rescored = self._score_new_then_history(
+                        conn, routes, limit=limit, batch_size=batch_size, stop=stop, history=history,
+                        progress=report)
             else:
-                run, unscored = score_routes(conn, routes, limit=limit, batch_size=batch_size, stop=stop)
+                run, unscored, rescored = self._score_new_then_history(
+                    conn, routes, limit=limit, batch_size=batch_size, stop=stop, history=history)
         except BaseException as err:
             finish_run(conn, run_id, status="failed", error=f"{type(err).__name__}: {err}")
             raise
@@ -272,10 +287,42 @@ class App:
             return None
         outcome = ScoreOutcome(
             run, unscored, tuple(r.model_id for r in routes), describe_routes(routes),
-            "interrupted" if run.interrupted else "ok",
+            "interrupted" if run.interrupted else "ok", rescored,
         )
         finish_run(conn, run_id, status=outcome.status, stats=outcome.stats())
         return outcome
+
+    def _score_new_then_history(
+        self,
+        conn: psycopg.Connection,
+        routes: Sequence[Route],
+        *,
+        limit: int | None,
+        batch_size: int,
+        stop: threading.Event | None,
+        history: int | None,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[ScoreRun, int, int]:
+        """(the combined run, posts no model may score, posts of history re-scored)."""
+        from murmur.sentiment.worker import ScoreRun, score_routes
+
+        run, unscored = score_routes(conn, routes, limit=limit, batch_size=batch_size, stop=stop,
+                                     progress=progress, which="new")
+        left = None if limit is None else limit - run.scored
+        if history == 0 or run.interrupted or (left is not None and left <= 0):
+            return run, unscored, 0
+        if history is not None:  # the bounded idle pass: only when nothing new came, and not every look
+            if run.scored or time.monotonic() < self._history_quiet_until:
+                return run, unscored, 0
+            left = history if left is None else min(left, history)
+        base = run.scored
+        more, unscored = score_routes(conn, routes, limit=left, batch_size=batch_size, stop=stop, which="history",
+                                      progress=None if progress is None else (lambda n: progress(base + n)))
+        if history is not None and not more.scored and not more.interrupted:
+            self._history_quiet_until = time.monotonic() + HISTORY_RECHECK_S
+        combined = ScoreRun(run.scored + more.scored, run.batches + more.batches, run.seconds + more.seconds,
+                            more.interrupted)
+        return combined, unscored, more.scored
 
     # --- aggregation and alerts ---
 

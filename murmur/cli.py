@@ -85,7 +85,9 @@ def cmd_crawl(ctx: Context) -> int:
 
 def cmd_score(ctx: Context) -> int:
     with ctx.app.connect() as conn:
-        print_score(ctx.app.score(conn, limit=ctx.args.limit, batch_size=ctx.args.batch_size, show_progress=True))
+        outcome = ctx.app.score(conn, limit=ctx.args.limit, batch_size=ctx.args.batch_size, show_progress=True,
+                                history=None if ctx.args.all_posts else 0)
+    print_score(outcome, cost=ctx.args.all_posts)
     return EXIT_OK
 
 
@@ -200,8 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "moving the incremental cursors; a killed back-fill resumes when run again")
     p.add_argument("--until", type=date_argument, metavar="DATE", help="the window's end (UTC, excluded; default: now)")
 
-    p = add("score", cmd_score, "Score the posts the configured model has not scored yet.", "murmur score --limit 1000")
+    p = add("score", cmd_score, "Score the posts no model has scored yet; --all-posts also re-scores the posts "
+            "another model scored (after the configured model changed).",
+            "murmur score --limit 1000\n  murmur score --all-posts")
     p.add_argument("--limit", type=int, help="score at most this many posts")
+    p.add_argument("--all-posts", action="store_true",
+                   help="after the new posts, re-score every stored post the configured model(s) have not scored "
+                        "(history another model scored), newest first; ends with posts/s and the time per 100,000")
     p.add_argument("--batch-size", type=int, default=256, help="posts claimed per transaction (default 256)")
 
     p = add("aggregate", cmd_aggregate, "Fold new scores into the hour and day trend buckets.",

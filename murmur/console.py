@@ -11,15 +11,30 @@ if TYPE_CHECKING:
     from murmur.reports.command import ReportOptions
 
 
-def print_score(outcome: ScoreOutcome | None) -> None:
+def print_score(outcome: ScoreOutcome | None, *, cost: bool = False) -> None:
+    """The score run in a line (and with `cost`, what re-scoring costs: posts/s and the time per 100,000)."""
     if outcome is None:
         return
     run = outcome.run
-    print(f"score: {run.scored} posts scored with {outcome.description} in {run.seconds:.1f}s "
+    rescored = f" ({outcome.rescored} of them re-scored history)" if outcome.rescored else ""
+    print(f"score: {run.scored} posts scored{rescored} with {outcome.description} in {run.seconds:.1f}s "
           f"({run.per_second:.0f}/s)")
+    if cost and run.scored:
+        print(f"score: {run.per_second:.1f} posts/s, {duration(100_000 / run.per_second)} per 100,000 posts")
     if outcome.unscored:
         print(f"score: {outcome.unscored} posts left unscored: no configured model covers their language "
               "(reasons in the unscored_posts table; see model.languages and model.routes)")
+
+
+def duration(seconds: float) -> str:
+    """12.3 s, 4 min 10 s, 2 h 05 min."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        whole = round(seconds)
+        return f"{whole // 60} min {whole % 60} s"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def print_aggregate(outcome: AggregateOutcome, alerts: AlertSettings) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from murmur.reports.extras import Cooccurrence, LanguageMix, cooccurrence, language_mix
 from murmur.reports.filters import Filters, periods
 from murmur.reports.highlights import Alert, TopPost, alerts, top_posts
-from murmur.reports.series import Point, as_row, trend_points
+from murmur.reports.series import Point, as_row, trend_points_noted
 
 if TYPE_CHECKING:
     import psycopg
@@ -37,6 +37,7 @@ class Report:
     filters: Filters
     model: str
     points: list[Point]
+    model_note: str | None = None  # while the configured model re-scores the history: how far it has come
     cooccurrence: list[Cooccurrence] = field(default_factory=list)
     languages: list[LanguageMix] = field(default_factory=list)
     top_positive: list[TopPost] = field(default_factory=list)
@@ -113,8 +114,8 @@ def build_report(
     """Run the queries the sections need; `terms` and `sources` are the configured ones (a filter
     naming neither those nor anything in the data is refused); `share`: each point's share of the network
     (reports/share.py). Raises ReportError, EmptyReport."""
-    model, points = trend_points(conn, f, terms=terms, sources=sources)
-    report = Report(f, model, points)
+    model, points, note = trend_points_noted(conn, f, terms=terms, sources=sources)
+    report = Report(f, model, points, model_note=note)
     if share:
         from murmur.reports.share import shares
 

@@ -87,6 +87,8 @@ def run_report(conn: psycopg.Connection, opts: ReportOptions, *, terms: tuple[st
     needed = SECTIONS if opts.html else opts.sections
     report = build_report(conn, opts.filters, sections=needed, highlights=opts.html is not None, top=opts.top,
                           terms=terms, sources=sources, share=opts.share)
+    if report.model_note and opts.format != "table":  # the table says it in its header
+        print(f"report: {report.model_note}", file=notes)
     if opts.chart is not None:
         from murmur.reports.chart import MAX_PANELS, save_chart
 

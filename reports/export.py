@@ -32,11 +32,13 @@ def flat_rows(report: Report, section: str) -> list[dict[str, Any]]:
 
 def to_json(report: Report, sections: Sequence[str]) -> str:
     """One section: its list of records (what `murmur report --format json` always gave); several:
-    an object with one list per section."""
-    if len(sections) == 1:
-        data: Any = report.section_rows(sections[0])
-    else:
-        data = {s: report.section_rows(s) for s in sections}
+    an object with one list per section. Each trend record names the model it was read from (`model`)."""
+
+    def rows(section: str) -> list[dict[str, Any]]:
+        records = report.section_rows(section)
+        return [r | {"model": report.model} for r in records] if section == "trend" else records
+
+    data: Any = rows(sections[0]) if len(sections) == 1 else {s: rows(s) for s in sections}
     return json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n"
 
 

@@ -158,7 +158,7 @@ def _scope(report: Report) -> str:
             parts.append(f"{name}: {', '.join(values)}")
     if f.compare:
         parts.append(f"compared by {f.compare}")
-    parts.append(f"model {report.model}")
+    parts.append(f"model {report.model}" + (f" ({report.model_note})" if report.model_note else ""))
     parts.append(f"generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     return " · ".join(parts)
 

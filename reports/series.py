@@ -18,6 +18,8 @@ from murmur.store.reports import (
     trend_span,
     trend_terms,
 )
+from murmur.store.rescore import period_posts, rescored_share, routed_langs
+from murmur.store.status import scoring_models
 from murmur.store.trends import latest_model, trend_series
 
 if TYPE_CHECKING:
@@ -83,6 +85,41 @@ def resolve_model(conn: psycopg.Connection, model: str | None) -> str:
     return model
 
 
+def choose_model(conn: psycopg.Connection, f: Filters) -> tuple[str, str | None]:
+    """(the model the report shows, a line about re-scoring or None).
+
+    The rule while the configured model changes: the configured model (one of those the latest score run
+    used; the one that scored last among them) when it has scored at least as many of the period's posts as
+    the previous model (the model outside the configuration with the most posts in the period), else the
+    previous one; --model picks outright. Either way, while the configured model has not re-scored all the
+    posts the previous one scored, the line says how far it has come.
+    """
+    model = resolve_model(conn, f.model)
+    scoring = scoring_models(conn)
+    with_trends = trend_models(conn)
+    configured = [m for m in scoring if m in with_trends]
+    others = [m for m in with_trends if m not in scoring]
+    if f.model is None and configured and model not in configured:
+        model = configured[-1]  # the default route comes last
+    if model not in configured or not others:  # no change of model under way (or --model chose another)
+        return model, None
+    current = model
+    routed = routed_langs(conn, [m for m in configured if m != current])
+    counts = period_posts(conn, models=[current, *others], routed=routed, by=BASE[f.by], since=f.since,
+                          until=f.until, terms=f.terms, sources=f.sources, langs=f.langs)
+    previous = max(others, key=lambda m: (counts.get(m, 0), m))
+    share = rescored_share(conn, current, previous, routed=routed)
+    if share >= 1.0:
+        return current, None
+    finish = "`murmur score --all-posts` finishes it"
+    if f.model is None and counts.get(current, 0) < counts.get(previous, 0):
+        period = counts.get(current, 0) / max(1, counts[previous])
+        return previous, (f"showing {previous}: the configured model {current} has scored {period:.0%} of this "
+                          f"period's posts so far ({share:.0%} of the posts {previous} scored); {finish}, "
+                          f"or pick one with --model")
+    return current, f"{current}: {share:.0%} of the posts {previous} scored are re-scored; {finish}"
+
+
 def check_filters(conn: psycopg.Connection, f: Filters, *, terms: tuple[str, ...], sources: tuple[str, ...]) -> None:
     """Refuse terms and sources that are neither configured nor in the data (a typo, most likely)."""
     if f.terms:
@@ -126,12 +163,19 @@ def _day_or_time(t: datetime) -> str:
 def trend_points(conn: psycopg.Connection, f: Filters, *, terms: tuple[str, ...] = (),
                  sources: tuple[str, ...] = ()) -> tuple[str, list[Point]]:
     """(model, points) for the filters; ReportError for unknown names, EmptyReport for no data."""
-    model = resolve_model(conn, f.model)
+    model, points, _ = trend_points_noted(conn, f, terms=terms, sources=sources)
+    return model, points
+
+
+def trend_points_noted(conn: psycopg.Connection, f: Filters, *, terms: tuple[str, ...] = (),
+                       sources: tuple[str, ...] = ()) -> tuple[str, list[Point], str | None]:
+    """(model, points, the re-scoring line or None): the model chosen by `choose_model`."""
+    model, note = choose_model(conn, f)
     check_filters(conn, f, terms=terms, sources=sources)
     points = load_points(conn, f, model)
     if not points:
         raise EmptyReport(explain_empty(conn, f, model))
-    return model, points
+    return model, points, note
 
 
 def as_row(p: Point, dims: tuple[str, ...]) -> dict[str, Any]:

@@ -107,6 +107,8 @@ def summary(report: Report) -> list[str]:
     if report.filters.compare in FROM_POSTS:  # series by term share the posts matching two terms
         head += f", {sum(s.posts for s in series)} posts"
     lines = [f"{head} (model {report.model})"]
+    if report.model_note:
+        lines.append(f"  {report.model_note}")
     width = max(display_width(s.label) for s in series)
     for s in series:
         pts = [p for p in s.points if p]

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Posts of history (scored by another model) re-scored per idle scoring pass: four batches of 256,
+# about 10-20 s of a CPU, the longest a new post waits behind the back-fill.
+HISTORY_PASS = 4 * 256
+
 _service: Service | None = None
 
 
@@ -105,6 +109,9 @@ def score() -> None:
     trends move during a long back-fill too) and goes on with the next pass until nothing is left.
     With `score_interval = "continuous"` the job is due every few seconds, and a look that finds
     nothing to score leaves no row in job_runs (one every few seconds would bury the others).
+    A pass that finds no new posts re-scores up to HISTORY_PASS posts another model scored (after the
+    configured model changed), newest first, so the trend and the alerts' baseline come back under the
+    new model while new posts wait at most one such pass.
     """
     service = current()
     with service.job_lock("score") as got:
@@ -130,7 +137,7 @@ def score() -> None:
             while not service.stopping.is_set():
                 try:
                     outcome = service.app.score(conn, limit=service.score_pass_limit, stop=service.stopping,
-                                                keep_idle_run=not continuous)
+                                                keep_idle_run=not continuous, history=HISTORY_PASS)
                 except Exception as err:  # recorded as failed by the App; the service goes on
                     logger.exception("score: failed")
                     service.metrics.record_run("score", status="failed", seconds=0.0, error_kind=type(err).__name__)
@@ -146,7 +153,8 @@ def score() -> None:
                 # Aggregation follows every scoring run; it waits for one already running (here or in
                 # another service) to finish, since that one may have started before these scores.
                 _aggregate(service, wait=service.aggregate_wait)
-                if run.interrupted or run.scored < service.score_pass_limit:
+                # A pass that re-scored history goes on: the next one looks for new posts first.
+                if run.interrupted or (run.scored < service.score_pass_limit and not outcome.rescored):
                     return
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from murmur.crawler.registry import SOURCES, STREAM
+from murmur.store.rescore import history_backlog
 from murmur.store.runs import recent_runs
 from murmur.store.status import (
     latest_runs,
@@ -56,7 +57,10 @@ def gather(conn: psycopg.Connection, settings: Settings, *, limit: int = 10) -> 
         jobs.append({"job": job, "last_run": _run(latest.get(job)), "next_run": _next(scheduled, job)})
     return {
         "posts": counts[0], "scores": counts[1], "aggregate_rows": counts[2],
-        "backlog": {"unscored_posts": unscored_backlog(conn, models), "models": models},
+        # history_posts: of the backlog, posts another model scored (after a model change), which the service
+        # re-scores when no new posts wait, and `murmur score --all-posts` at once
+        "backlog": {"unscored_posts": unscored_backlog(conn, models), "models": models,
+                    "history_posts": history_backlog(conn, models)},
         "scorer": scoring_throughput(conn),
         "service": "scheduled" if scheduled else "never ran on this database",
         "jobs": jobs,
@@ -116,7 +120,9 @@ def render(status: dict[str, Any], fmt: str, *, database: str) -> str:
     models = f" for {', '.join(backlog['models'])}" if backlog["models"] else ""
     rate = (f"{scorer['posts_per_second']:g} posts/s ({scorer['posts']} posts over the latest {scorer['runs']} runs "
             "that scored any)" if scorer["posts_per_second"] else "no scoring run yet")
-    lines.append(f"unscored backlog: {backlog['unscored_posts']} posts{models}   scorer: {rate}")
+    history = backlog.get("history_posts", 0)
+    history = f" ({history} of them history to re-score: murmur score --all-posts)" if history else ""
+    lines.append(f"unscored backlog: {backlog['unscored_posts']} posts{models}{history}   scorer: {rate}")
     if status["service"] != "scheduled":
         lines.append("service: `murmur serve` has never run on this database, so nothing is scheduled")
     lines.append("")

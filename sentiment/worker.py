@@ -99,8 +99,11 @@ def score_pending(
     limit: int | None = None,
     stop: threading.Event | None = None,
     progress: Callable[[int], None] | None = None,
+    which: str = "any",
 ) -> ScoreRun:
-    """Score every post `model_id` has not scored yet (in `languages`, not in `skip`), batch by batch.
+    """Score every post `model_id` has not scored yet (in `languages`, not in `skip`), batch by batch;
+    `which` narrows that to posts no model scored ("new") or posts another model scored ("history"),
+    see store.scores.WHICH.
 
     `stop` is checked between batches: a SIGTERM lets the batch in hand commit, then returns.
     """
@@ -111,7 +114,7 @@ def score_pending(
             return ScoreRun(scored, batches, time.monotonic() - started, interrupted=True)
         want = batch_size if limit is None else min(batch_size, limit - scored)
         with conn.transaction():
-            claimed = claim_unscored(conn, model_id, want, languages, skip)
+            claimed = claim_unscored(conn, model_id, want, languages, skip, which=which)
             if not claimed:
                 break
             scores = scorer.score([text for _, text in claimed])
@@ -131,8 +134,10 @@ def score_routes(
     limit: int | None = None,
     stop: threading.Event | None = None,
     progress: Callable[[int], None] | None = None,
+    which: str = "any",
 ) -> tuple[ScoreRun, int]:
-    """Score through every route, then record why the rest stay unscored.
+    """Score through every route (the posts `which` names: new, history or any), then record why the
+    rest stay unscored.
 
     Returns the combined run and the number of posts no model may score."""
     from murmur.store.scores import record_unscored
@@ -146,7 +151,7 @@ def score_routes(
             break
         run = score_pending(
             conn, route.scorer, model_id=route.model_id, languages=route.languages, skip=route.skip,
-            batch_size=batch_size, limit=left, stop=stop, progress=_offset(progress, scored),
+            batch_size=batch_size, limit=left, stop=stop, progress=_offset(progress, scored), which=which,
         )
         scored += run.scored
         batches += run.batches

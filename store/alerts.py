@@ -109,20 +109,31 @@ class AlertRow:
 
 # Detecting the same thing again (a rebuild, a late post in the bucket) refreshes the figures of the
 # stored alert, keeping when it was first detected and whether it was delivered; only new rows are
-# reported back as inserted, so each alert is logged once.
+# reported back as inserted, so each alert is logged once. An alert another model already raised (the
+# same kind, bucket, source and term: a new default model re-scoring the history finds the spikes the old
+# one found) is stored as delivered and not reported: it was told once.
 _UPSERT = """
-INSERT INTO alerts AS a (kind, bucket_size, bucket_start, source, term, model, value, baseline, score, details)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+INSERT INTO alerts AS a (kind, bucket_size, bucket_start, source, term, model, value, baseline, score, details,
+                         delivered_at)
+SELECT v.*, CASE WHEN EXISTS (
+    SELECT 1 FROM alerts o
+    WHERE (o.kind, o.bucket_size, o.bucket_start, o.source, o.term)
+          = (v.kind, v.bucket_size, v.bucket_start, v.source, v.term)
+      AND o.model <> v.model) THEN now() END
+FROM (VALUES (%s::text, %s::text, %s::timestamptz, %s::text, %s::text, %s::text, %s::float8, %s::float8,
+              %s::float8, %s::jsonb)) AS v (kind, bucket_size, bucket_start, source, term, model, value, baseline,
+                                            score, details)
 ON CONFLICT (kind, bucket_size, bucket_start, source, term, model) DO UPDATE SET
     value = EXCLUDED.value, baseline = EXCLUDED.baseline, score = EXCLUDED.score, details = EXCLUDED.details
 WHERE (a.value, a.baseline, a.score, a.details)
       IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.baseline, EXCLUDED.score, EXCLUDED.details)
-RETURNING id, detected_at, (xmax = 0) AS inserted
+RETURNING id, detected_at, (xmax = 0) AND delivered_at IS NULL AS new
 """
 
 
 def store_alerts(conn: psycopg.Connection, alerts: list[AlertRow]) -> list[AlertRow]:
-    """Upsert `alerts` on their unique key; returns those that were new, with their ids."""
+    """Upsert `alerts` on their unique key; returns those that were new (and not already raised under another
+    model), with their ids."""
     if not alerts:
         return []
     new: list[AlertRow] = []

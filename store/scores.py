@@ -13,16 +13,35 @@ if TYPE_CHECKING:
 # SKIP LOCKED lets several workers (processes, machines) share the queue: each claims rows
 # the others have not locked, and a crashed worker's claim ends with its transaction.
 # `langs` NULL means every language (a model that covers all); otherwise only those.
-_CLAIM = """
-SELECT p.id, p.text
-FROM posts p
-WHERE NOT EXISTS (SELECT 1 FROM sentiment_scores s WHERE s.post_id = p.id AND s.model = %(model)s)
+# Which posts a claim takes (`which`):
+#   new      no model has scored them yet (fresh posts), newest stored first;
+#   history  another model scored them and this one has not (after a model change), newest created first,
+#            so the recent days (the reports' present, the alerts' baseline) come back first;
+#   any      every post this model has not scored, oldest first (what one claim did before models changed).
+WHICH = ("new", "history", "any")
+_NOT_BY_MODEL = "NOT EXISTS (SELECT 1 FROM sentiment_scores s WHERE s.post_id = p.id AND s.model = %(model)s)"
+_SCOPE = {
+    "new": "NOT EXISTS (SELECT 1 FROM sentiment_scores s WHERE s.post_id = p.id)",
+    "history": _NOT_BY_MODEL + "\n  AND EXISTS (SELECT 1 FROM sentiment_scores o WHERE o.post_id = p.id"
+               " AND o.model <> %(model)s)",
+    "any": _NOT_BY_MODEL,
+}
+_ORDER = {"new": "p.id DESC", "history": "p.created_at DESC, p.id DESC", "any": "p.id"}
+_LANGS = """
   AND (%(langs)s::text[] IS NULL OR p.lang = ANY (%(langs)s))
-  AND (%(skip)s::text[] IS NULL OR p.lang IS NULL OR NOT (p.lang = ANY (%(skip)s)))
-ORDER BY p.id
-LIMIT %(limit)s
-FOR UPDATE OF p SKIP LOCKED
-"""
+  AND (%(skip)s::text[] IS NULL OR p.lang IS NULL OR NOT (p.lang = ANY (%(skip)s)))"""
+_CLAIM = {
+    which: f"SELECT p.id, p.text\nFROM posts p\nWHERE {_SCOPE[which]}{_LANGS}\nORDER BY {_ORDER[which]}\n"
+           "LIMIT %(limit)s\nFOR UPDATE OF p SKIP LOCKED"
+    for which in WHICH
+}
+_COUNT = {which: f"SELECT count(*) FROM posts p\nWHERE {_SCOPE[which]}{_LANGS}" for which in WHICH}
+
+
+def _check(which: str) -> None:
+    if which not in WHICH:
+        raise ValueError(f"which must be one of {', '.join(WHICH)}, not {which!r}")
+
 
 # Posts that no route covers, recorded with why; rows for posts scored since are removed.
 _RECORD_UNSCORED = """
@@ -57,9 +76,13 @@ def claim_unscored(
     limit: int,
     languages: Sequence[str] | None = None,
     skip: Sequence[str] | None = None,
+    *,
+    which: str = "any",
 ) -> list[tuple[int, str]]:
     """Lock up to `limit` posts that `model` has not scored, in `languages` (None: any) and not in
-    `skip` (languages routed to other models); call inside a transaction."""
+    `skip` (languages routed to other models), of the kind `which` names (new, history or any, see
+    WHICH); call inside a transaction."""
+    _check(which)
     params = {
         "model": model,
         "limit": limit,
@@ -67,7 +90,7 @@ def claim_unscored(
         "skip": list(skip) if skip else None,
     }
     while True:
-        claimed = [(int(i), t) for i, t in conn.execute(_CLAIM, params)]
+        claimed = [(int(i), t) for i, t in conn.execute(_CLAIM[which], params)]
         if not claimed:
             return []
         # Under READ COMMITTED the NOT EXISTS above is judged on the statement's snapshot: a post
@@ -120,14 +143,21 @@ def write_scores(conn: psycopg.Connection, model: str, post_ids: Sequence[int], 
         cur.executemany(_INSERT, rows)
 
 
-def count_unscored(conn: psycopg.Connection, model: str, languages: Sequence[str] | None = None) -> int:
-    """Posts `model` could score (in `languages`; None: any) and has not."""
+def count_unscored(
+    conn: psycopg.Connection,
+    model: str,
+    languages: Sequence[str] | None = None,
+    skip: Sequence[str] | None = None,
+    *,
+    which: str = "any",
+) -> int:
+    """Posts `model` could score (in `languages`, None: any; not in `skip`) and has not, of the kind
+    `which` names (new: no model scored them; history: another model did; any: both)."""
+    _check(which)
     row = conn.execute(
-        """
-        SELECT count(*) FROM posts p
-        WHERE NOT EXISTS (SELECT 1 FROM sentiment_scores s WHERE s.post_id = p.id AND s.model = %(model)s)
-          AND (%(langs)s::text[] IS NULL OR p.lang = ANY (%(langs)s))
-        """,
-        {"model": model, "langs": list(languages) if languages is not None else None},
+        _COUNT[which],
+        {"model": model, "langs": list(languages) if languages is not None else None,
+         "skip": list(skip) if skip else None},
     ).fetchone()
     return int(row[0]) if row else 0
+

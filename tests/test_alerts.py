@@ -253,6 +253,20 @@ def test_aggregation_stores_each_alert_once_and_logs_it_once(conn: psycopg.Conne
     assert len(alert_rows(conn)) == 2 and not [r for r in caplog.records if r.getMessage().startswith("alert:")]
 
 
+def test_an_alert_another_model_raised_is_stored_as_told_not_raised_again(conn: psycopg.Connection) -> None:
+    # A new default model re-scoring the history finds the spikes the old one found: told once is enough.
+    from murmur.store.alerts import AlertRow, store_alerts
+
+    def row(model: str, term: str = "RedNote") -> AlertRow:
+        return AlertRow("volume_spike", "hour", T0, "mastodon", term, model, 40.0, 2.0, 9.0, {})
+
+    assert [a.model for a in store_alerts(conn, [row("old@1")])] == ["old@1"]
+    assert store_alerts(conn, [row("new@2")]) == []  # stored, delivered, not logged or posted
+    assert [a.model for a in store_alerts(conn, [row("new@2", term="Lemon8")])] == ["new@2"]  # a new finding
+    told = dict(conn.execute("SELECT model, delivered_at IS NOT NULL FROM alerts WHERE term = 'RedNote'").fetchall())
+    assert told == {"old@1": False, "new@2": True}
+
+
 def test_a_spike_in_the_latest_hour_is_found_by_an_incremental_run(conn: psycopg.Connection) -> None:
     # Two weeks of 20 posts every hour are aggregated first; then 200 more arrive in one hour. The
     # incremental run must read enough history to know the series' spread (reading too little
