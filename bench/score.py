@@ -36,7 +36,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_FILE = REPO.parent / "shared" / "data" / "sentiment" / "val.tsv"
-VARIANTS = ("pipeline", "pipeline-32", "scorer", "scorer-int8")
+VARIANTS = ("pipeline", "pipeline-32", "scorer", "scorer-int8", "scorer+embed", "scorer-int8+embed")
 NAIVE = "pipeline"
 WARM_UP = 8  # texts scored before timing: first calls pay for lazy init and allocator growth
 MAX_MACRO_RECALL_DROP = 0.005  # the same rule as murmur.sentiment.quantize (kept here: no torch in the parent)
@@ -161,7 +161,7 @@ def run_variant(
     texts = texts[:limit] if limit > 0 else texts
     started = time.perf_counter()
     sm = load(model_name, device)
-    if variant == "scorer-int8":
+    if variant.startswith("scorer-int8"):
         from murmur.sentiment.quantize import int8_available, quantize_int8
 
         if not int8_available(sm.device):
@@ -171,7 +171,16 @@ def run_variant(
     scorer = Scorer(sm, max_tokens=load_settings(environ={}).model.max_tokens or None)
     seen = scorer_input(scorer, texts[0]) if texts else ""
     prefix = seen[: len(seen) - len(texts[0])] if texts else ""
-    if variant.startswith("scorer"):
+    if variant.endswith("+embed"):  # scores and e5's plain embedding from one pass (issue 14's cost)
+        from murmur.sentiment.embeddings import shares_pass
+
+        if not shares_pass(sm):
+            return {"variant": variant, "skipped": f"{sm.model_id} does not share e5's pass"}
+
+        def run(batch: Sequence[str]) -> list[str]:
+            return [s.label for s in scorer.score_with_embeddings(batch)[0]]
+        inputs = texts
+    elif variant.startswith("scorer"):
         def run(batch: Sequence[str]) -> list[str]:
             return [s.label for s in scorer.score(batch)]
         inputs = texts
@@ -291,6 +300,11 @@ def main() -> int:
         note = " on this subset" if args.limit else ""
         print(f"murmur scorer: {rate:.0f} texts/s, {rate / results[NAIVE]['per_second']:.1f}x the naive pipeline "
               f"({best}{note})")
+    for plain in ("scorer", "scorer-int8"):  # what storing embeddings costs (issue 14: at most 1.5x)
+        both = results.get(plain + "+embed", {})
+        if "per_second" in both and "per_second" in results.get(plain, {}):
+            print(f"scoring with embeddings: {both['per_second']:.0f} texts/s, "
+                  f"{results[plain]['per_second'] / both['per_second']:.2f}x the time of scoring alone ({plain})")
     return 0
 
 

@@ -123,6 +123,8 @@ class ModelSettings:
     # Folder of labelled data (train.tsv, val.tsv, zh_hotel.tsv): `murmur model train` and `murmur model
     # int8` read it when no file is given. None: those commands need their files on the command line.
     data_dir: Path | None = None
+    # Store each post's multilingual-e5 embedding beside its scores (post_embeddings; search needs them).
+    embeddings: bool = True
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,21 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class DedupeSettings:
+    """Near-duplicates (murmur/dedupe.py): how alike two posts' embeddings must be, and how far apart in time."""
+
+    threshold: float = 0.85  # cosine similarity at or above which a post is a copy of an earlier one
+    window: float = 7 * 86400.0  # seconds: the earlier post at most this long before (the `"7d"` of the toml)
+
+
+def _similarity(key: str, value: Any) -> float:
+    """A cosine similarity above 0, at most 1."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1:
+        return float(value)
+    raise _fail(key, value, "use a cosine similarity above 0 and at most 1, e.g. 0.85")
+
+
+@dataclass(frozen=True)
 class Settings:
     terms: tuple[str, ...]
     database: DatabaseSettings
@@ -167,6 +184,7 @@ class Settings:
     service: ServiceSettings = field(default_factory=ServiceSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     imports: ImportSettings = field(default_factory=ImportSettings)  # the [import] section
+    dedupe: DedupeSettings = field(default_factory=DedupeSettings)
     files: tuple[str, ...] = field(default=())  # the TOML files read, for `murmur status`
 
     def enabled_sources(self) -> list[SourceSettings]:
@@ -198,10 +216,12 @@ _SECTIONS: dict[str, dict[str, Any]] = {
         "languages": _languages,
         "routes": _routes,
         "data_dir": lambda k, v: Path(_str(k, v)).expanduser(),
+        "embeddings": _bool,
     },
     "schedule": {"score_interval": _score_interval, "aggregate_interval": parse_duration},
     "service": {"http": _http_address},
     "import": {"inbox": lambda k, v: _optional_path(k, v)},
+    "dedupe": {"threshold": lambda k, v: _similarity(k, v), "window": parse_duration},
     "alerts": {
         "enabled": _bool,
         "webhook_url": _webhook_url,
@@ -414,4 +434,5 @@ def build_settings(raw: dict[str, Any], *, environ: dict[str, str] | None = None
         service=ServiceSettings(**sections["service"]),
         alerts=AlertSettings(**sections["alerts"]),
         imports=ImportSettings(**sections["import"]),
+        dedupe=DedupeSettings(**sections["dedupe"]),
     )

@@ -8,6 +8,7 @@ imported only by the method that needs them, so `murmur crawl` never loads the m
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -17,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from murmur.errors import UserError
+from murmur.errors import MurmurError, UserError
 
 if TYPE_CHECKING:
     import psycopg
@@ -27,8 +28,11 @@ if TYPE_CHECKING:
     from murmur.config.settings import AlertSettings
     from murmur.crawler.imports.importer import ImportOutcome
     from murmur.crawler.runner import CrawlOutcome
+    from murmur.search import Hit
+    from murmur.sentiment.embeddings import Embedder
     from murmur.sentiment.scorer import Scorer
-    from murmur.sentiment.worker import Route, ScoreRun
+    from murmur.sentiment.worker import EmbeddingSink, EmbedRun, Route, ScoreRun
+    from murmur.store.embeddings import SearchFilters
     from murmur.store.trends import AggregateRun
 
 logger = logging.getLogger("murmur")
@@ -75,6 +79,8 @@ class App:
         self._routes: list[Route] | None = None
         self._lock = threading.Lock()
         self._history_quiet_until = 0.0  # time.monotonic() before which a bounded history pass is skipped
+        self._embedder: Embedder | None = None
+        self._warned_no_embeddings = False
 
     @property
     def database_url(self) -> str:
@@ -263,6 +269,7 @@ class App:
         from murmur.store.scores import count_unscored
 
         routes = self.routes()
+        sink = self.embedding_sink(conn)
         total = None
         if show_progress:
             kinds = ("new", "history") if history is None else ("new",)  # a bounded pass: at most `history` more
@@ -275,10 +282,12 @@ class App:
                 with progress("scored", total) as report:
                     run, unscored, rescored = self._score_new_then_history(
                         conn, routes, limit=limit, batch_size=batch_size, stop=stop, history=history,
-                        progress=report)
+                        progress=report, sink=sink)
             else:
                 run, unscored, rescored = self._score_new_then_history(
-                    conn, routes, limit=limit, batch_size=batch_size, stop=stop, history=history)
+                    conn, routes, limit=limit, batch_size=batch_size, stop=stop, history=history, sink=sink)
+            if sink is not None and not run.interrupted:
+                self._embed_uncovered(conn, sink, batch_size=batch_size, stop=stop)
         except BaseException as err:
             finish_run(conn, run_id, status="failed", error=f"{type(err).__name__}: {err}")
             raise
@@ -302,12 +311,13 @@ class App:
         stop: threading.Event | None,
         history: int | None,
         progress: Callable[[int], None] | None = None,
+        sink: EmbeddingSink | None = None,
     ) -> tuple[ScoreRun, int, int]:
         """(the combined run, posts no model may score, posts of history re-scored)."""
         from murmur.sentiment.worker import ScoreRun, score_routes
 
         run, unscored = score_routes(conn, routes, limit=limit, batch_size=batch_size, stop=stop,
-                                     progress=progress, which="new")
+                                     progress=progress, which="new", embeddings=sink)
         left = None if limit is None else limit - run.scored
         if history == 0 or run.interrupted or (left is not None and left <= 0):
             return run, unscored, 0
@@ -317,12 +327,109 @@ class App:
             left = history if left is None else min(left, history)
         base = run.scored
         more, unscored = score_routes(conn, routes, limit=left, batch_size=batch_size, stop=stop, which="history",
+                                      embeddings=sink,
                                       progress=None if progress is None else (lambda n: progress(base + n)))
         if history is not None and not more.scored and not more.interrupted:
             self._history_quiet_until = time.monotonic() + HISTORY_RECHECK_S
         combined = ScoreRun(run.scored + more.scored, run.batches + more.batches, run.seconds + more.seconds,
                             more.interrupted)
         return combined, unscored, more.scored
+
+    # --- embeddings and search ---
+
+    def embedding_sink(self, conn: psycopg.Connection) -> EmbeddingSink | None:
+        """Where scoring stores embeddings; None when model.embeddings is off or the database has no
+        post_embeddings table (no pgvector on the server: warned once per process)."""
+        if not self.settings.model.embeddings:
+            return None
+        from murmur.store.embeddings import embeddings_available
+
+        if not embeddings_available(conn):
+            if not self._warned_no_embeddings:
+                self._warned_no_embeddings = True
+                logger.warning("no embeddings stored: the database has no post_embeddings table (the server lacks "
+                               "the pgvector extension); scores are stored as always")
+            return None
+        return self._sink()
+
+    def _sink(self) -> EmbeddingSink:
+        from murmur.dedupe import DedupingSink
+        from murmur.sentiment.centring import load_centring
+        from murmur.sentiment.embeddings import EMBEDDING_MODEL
+
+        # It links the posts it embeds to their earlier copies (posts.duplicate_of), in the same transaction.
+        return DedupingSink(EMBEDDING_MODEL, load_centring(), self.plain_embedder, self.settings.dedupe)
+
+    def plain_embedder(self) -> Embedder:
+        """The plain e5 embedder: over a loaded scoring model that shares e5's pass, else e5 alone (loaded once)."""
+        from murmur.sentiment.embeddings import Embedder
+
+        with self._lock:
+            if self._embedder is None:
+                if not self._scorers and self.settings.model.name.startswith("murmur-e5-sentiment"):
+                    # The default model's own encoder (int8 on a CPU): a query is embedded as the posts were.
+                    with contextlib.suppress(MurmurError):
+                        self.load_scorer(self.settings.model.name)
+                for scorer in self._scorers.values():
+                    self._embedder = Embedder.from_scorer(scorer)
+                    if self._embedder is not None:
+                        break
+                else:
+                    started = time.monotonic()
+                    self._embedder = Embedder.load(self.settings.model.device,
+                                                   max_tokens=self.settings.model.max_tokens or None)
+                    logger.info("embedding model loaded in %.1fs", time.monotonic() - started)
+            return self._embedder
+
+    def _embed_uncovered(self, conn: psycopg.Connection, sink: EmbeddingSink, *, batch_size: int,
+                         stop: threading.Event | None) -> None:
+        """Embed the posts no route scores (languages no model covers): e5 reads about a hundred."""
+        from murmur.sentiment.worker import embed_pending
+
+        run = embed_pending(conn, sink, unscored_only=True, batch_size=batch_size, stop=stop)
+        if run.embedded:
+            logger.info("embedded %d posts no sentiment model covers", run.embedded)
+
+    def embed(self, conn: psycopg.Connection, *, limit: int | None = None, batch_size: int = 256,
+              stop: threading.Event | None = None, show_progress: bool = False) -> EmbedRun:
+        """Embed every stored post without an embedding, newest first (`murmur embed`), recorded as an `embed`
+        run; idempotent. Raises EmbeddingsUnavailable without pgvector."""
+        from murmur.progress import progress
+        from murmur.search import EmbeddingsUnavailable
+        from murmur.sentiment.worker import embed_pending
+        from murmur.store.embeddings import count_unembedded, embeddings_available
+        from murmur.store.runs import finish_run, start_run
+
+        if not embeddings_available(conn):
+            raise EmbeddingsUnavailable()
+        sink = self._sink()
+        run_id = start_run(conn, "embed")
+        try:
+            if show_progress:
+                total = count_unembedded(conn, sink.model_id)
+                with progress("embedded", min(total, limit) if limit else total) as report:
+                    run = embed_pending(conn, sink, batch_size=batch_size, limit=limit, stop=stop, progress=report)
+            else:
+                run = embed_pending(conn, sink, batch_size=batch_size, limit=limit, stop=stop)
+        except BaseException as err:
+            finish_run(conn, run_id, status="failed", error=f"{type(err).__name__}: {err}")
+            raise
+        finish_run(conn, run_id, status="interrupted" if run.interrupted else "ok",
+                   stats={"embedded": run.embedded, "batches": run.batches, "seconds": round(run.seconds, 2),
+                          "model": sink.model_id})
+        return run
+
+    def search(self, conn: psycopg.Connection, query: str, filters: SearchFilters, *, limit: int = 20) -> list[Hit]:
+        """The posts closest in meaning to `query`, in any language (murmur/search.py)."""
+        from murmur.search import EmbeddingsUnavailable, search_posts
+        from murmur.sentiment.centring import load_centring
+        from murmur.sentiment.embeddings import EMBEDDING_MODEL
+        from murmur.store.embeddings import embeddings_available
+
+        if not embeddings_available(conn):  # before loading the model: the answer is the same without it
+            raise EmbeddingsUnavailable()
+        return search_posts(conn, self.plain_embedder(), load_centring(), EMBEDDING_MODEL, query, filters,
+                            limit=limit)
 
     # --- aggregation and alerts ---
 
@@ -342,11 +449,12 @@ class App:
         from murmur.alerts import deliver_pending, detector
         from murmur.store.runs import finish_run, start_run
         from murmur.store.trends import aggregate
+        from murmur.topics.alert import with_topics
 
         alert_settings = self.settings.alerts if alerts is None else alerts
         run_id = start_run(conn, "aggregate")
         try:
-            result = aggregate(conn, rebuild=rebuild, detect=detector(alert_settings))
+            result = aggregate(conn, rebuild=rebuild, detect=with_topics(detector(alert_settings), alert_settings))
         except BaseException as err:
             finish_run(conn, run_id, status="failed", error=f"{type(err).__name__}: {err}")
             raise

@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING, Any
 from murmur import __version__
 from murmur.app import App
 from murmur.cli_args import date_argument
+from murmur.cli_dedupe import add_dedupe_command
 from murmur.cli_import import add_import_command
 from murmur.cli_model import add_model_commands, cmd_model_train
+from murmur.cli_search import add_search_commands
 from murmur.cli_stream import add_stream_command
+from murmur.cli_topics import add_topics_command
 from murmur.config import load_settings
 from murmur.console import print_aggregate, print_report, print_score
 from murmur.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, MurmurError, UserError
@@ -36,7 +39,7 @@ logger = logging.getLogger("murmur")
 
 # The names of `murmur report`'s options: ReportOptions.build takes them as keywords.
 REPORT_OPTIONS = ("by", "since", "until", "term", "source", "lang", "compare", "model", "format", "output",
-                  "sections", "chart", "html", "top", "share")
+                  "sections", "chart", "html", "top", "share", "dedupe")
 
 
 @dataclass
@@ -243,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_stream_command(add)
     add_import_command(add)
+    add_search_commands(add)
+    add_topics_command(add)
+    add_dedupe_command(add)
     add_model_commands(add, fmt)
     return parser
 
@@ -273,6 +279,9 @@ def _report_options(p: argparse.ArgumentParser) -> None:
                    "saw per 100,000 posts of the whole network in the same period and languages (needs the "
                    "jetstream source's baseline; empty for other sources and periods without it), e.g. "
                    "murmur report --share --source bluesky --by hour")
+    p.add_argument("--dedupe", action="store_true", help="count each text once: the volume is unique_posts, "
+                   "copies of an earlier post (posts.duplicate_of) left out; sentiment stays over every post, "
+                   "e.g. murmur report --dedupe --by hour")
 
 
 def _raise_interrupt(signum: int, _frame: Any) -> None:

@@ -24,12 +24,15 @@ def cmd_model_train(ctx: Context) -> int:
 
 def cmd_model_int8(ctx: Context) -> int:
     from murmur.sentiment.data import training_files
-    from murmur.sentiment.model import BUILTINS, MANIFEST, ModelError
+    from murmur.sentiment.model import MANIFEST, ModelError, builtin_dir
     from murmur.sentiment.quantize import fit_int8_from_files
 
     args = ctx.args
     ref = args.model or ctx.app.settings.model.name
-    model_dir = BUILTINS.get(ref) or Path(ref).expanduser()
+    try:
+        model_dir = builtin_dir(ref) or Path(ref).expanduser()
+    except ModelError as exc:
+        raise UserError(str(exc)) from None
     if not (model_dir / MANIFEST).is_file():
         raise UserError(f"{ref} is not a murmur model directory (no {MANIFEST}); give a built-in name or "
                         "a directory written by `murmur model train`")
@@ -71,6 +74,14 @@ def cmd_model_eval(ctx: Context) -> int:
         for truth in labels:
             cells = "".join(f"{result['confusion'][truth][pred]:>10}" for pred in labels)
             print(f"  {truth:<10}{cells}{result['recall'].get(truth, 0):>10.3f}")
+        if result.get("categories"):
+            print("  per category" + ("" if result["binary"] else " (macro recall, accuracy)"))
+            print(f"  {'category':<16}{'rows':>8}{'accuracy':>10}{'macro rec':>10}"
+                  + "".join(f"{'rec ' + lab[:3]:>10}" for lab in labels))
+            for cat, figures in result["categories"].items():
+                recalls = "".join(f"{figures['recall'].get(lab, float('nan')):>10.3f}" for lab in labels)
+                print(f"  {cat:<16}{figures['rows']:>8}{figures['accuracy']:>10.4f}{figures['macro_recall']:>10.4f}"
+                      + recalls)
     return EXIT_OK
 
 
@@ -121,8 +132,10 @@ def add_model_commands(add: Callable[..., argparse.ArgumentParser], fmt: type[ar
     p = msub.add_parser("eval", help="macro recall, accuracy and a confusion matrix on labelled files",
                         description="Score a label<TAB>text file, one row a line, with or without a first line "
                         "'label<TAB>text' (labels negative/neutral/positive; a file with only negative/positive "
-                        "is binary: positive iff P(positive) > P(negative)).",
-                        formatter_class=fmt, epilog="Example:\n  murmur model eval val.tsv")
+                        "is binary: positive iff P(positive) > P(negative)). A third column 'category' (a "
+                        "header 'label<TAB>text<TAB>category') adds the figures of each category.",
+                        formatter_class=fmt, epilog="Examples:\n  murmur model eval val.tsv\n"
+                        "  murmur model eval zh_shopping.tsv --model murmur-e5-sentiment@1")
     p.add_argument("files", nargs="+", metavar="FILE.tsv")
     p.add_argument("--model", help="a model name, path or hub id (default: model.name)")
     p.add_argument("--format", choices=("table", "json"), default="table")

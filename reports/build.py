@@ -15,7 +15,11 @@ from murmur.reports.series import Point, as_row, trend_points_noted
 if TYPE_CHECKING:
     import psycopg
 
-SECTIONS = ("trend", "cooccurrence", "languages")
+    from murmur.topics import Topic
+
+SECTIONS = ("trend", "cooccurrence", "languages", "topics")
+# What a table shows when no --sections is given: topics cluster the embeddings, so only when asked (and in HTML).
+DEFAULT_TABLE_SECTIONS = ("trend", "cooccurrence", "languages")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class Report:
     top_positive: list[TopPost] = field(default_factory=list)
     top_negative: list[TopPost] = field(default_factory=list)
     alerts: list[Alert] | None = None  # None: the database has no alerts table
+    topics: list[Topic] | None = None  # None: not asked for, or the database keeps no embeddings (no pgvector)
     # --share: (period start, series key) -> share_per_100k (reports/share.py); None: not asked for
     shares: dict[tuple[datetime, tuple[str, ...]], float | None] | None = None
 
@@ -97,6 +102,8 @@ class Report:
             return [c.as_dict() for c in self.cooccurrence]
         if section == "languages":
             return [m.as_dict() for m in self.languages]
+        if section == "topics":
+            return [t.as_dict() for t in self.topics or []]
         raise ValueError(f"unknown section {section!r}; use {', '.join(SECTIONS)}")
 
 
@@ -124,6 +131,10 @@ def build_report(
         report.cooccurrence = cooccurrence(conn, f, top=top)
     if "languages" in sections:
         report.languages = language_mix(conn, f)
+    if "topics" in sections:
+        from murmur.reports.topics import report_topics
+
+        report.topics = report_topics(conn, f, model)
     if highlights:
         report.top_positive, report.top_negative = top_posts(conn, f, model, limit=top)
         report.alerts = alerts(conn, f, model)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from murmur.reports.build import SECTIONS, build_report
+from murmur.reports.build import DEFAULT_TABLE_SECTIONS, SECTIONS, build_report
 from murmur.reports.filters import Filters, ReportError, split_list
 
 if TYPE_CHECKING:
@@ -49,12 +49,13 @@ class ReportOptions:
         html: Path | None = None,
         top: int = 5,
         share: bool = False,
+        dedupe: bool = False,
     ) -> ReportOptions:
         """The options `murmur report` takes, by the names of its flags (lists may hold comma lists); with
         none given, the default report. Checks the combination before any query runs: a bad one is a
         ReportError."""
         f = Filters(by=by, since=since, until=until, terms=split_list(term), sources=split_list(source),
-                    langs=split_list(lang), model=model, compare=compare)
+                    langs=split_list(lang), model=model, compare=compare, dedupe=dedupe)
         fmt = format or (None if chart or html else "table")
         if fmt == "parquet" and output is None:
             raise ReportError("parquet is a binary format; give the file to write with --output FILE")
@@ -64,7 +65,7 @@ class ReportOptions:
         for s in asked:
             if s not in SECTIONS:
                 raise ReportError(f"unknown section {s!r}; sections: {', '.join(SECTIONS)}")
-        chosen = asked or (SECTIONS if fmt == "table" else ("trend",))
+        chosen = asked or (DEFAULT_TABLE_SECTIONS if fmt == "table" else ("trend",))
         if fmt in ("csv", "parquet") and len(chosen) > 1:
             raise ReportError(f"{fmt} holds one table; choose one with --sections, or use --format json for several")
         if chart is not None and chart.suffix.lower() not in (".png", ".svg", ".pdf"):

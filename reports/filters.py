@@ -39,6 +39,7 @@ class Filters:
     langs: tuple[str, ...] = ()
     model: str | None = None  # None: the model that scored last
     compare: str | None = None  # put the series of this dimension side by side
+    dedupe: bool = False  # --dedupe: the volume counts each text once (aggregates.unique_posts)
 
     def __post_init__(self) -> None:
         if self.by not in PERIODS:
@@ -47,6 +48,9 @@ class Filters:
             raise ReportError(f"--compare must be one of {', '.join(COMPARE)}, not {self.compare!r}")
         if self.since and self.until and self.since >= self.until:
             raise ReportError(f"--since {self.since:%Y-%m-%d %H:%M} is not before --until {self.until:%Y-%m-%d %H:%M}")
+        if self.dedupe and self.compare in FROM_POSTS:
+            raise ReportError(f"--dedupe counts from the aggregates; it works without --compare or with --compare "
+                              f"term, not --compare {self.compare}")
 
     @property
     def dims(self) -> tuple[str, ...]:

@@ -144,6 +144,26 @@ def _alerts(report: Report) -> str:
     return _table(["bucket", "alert", "size", "source", "term", "value", "baseline", "score"], body, {5, 6, 7})
 
 
+def _topics(report: Report) -> str:
+    """Each topic: period, size, polarity, change, its words, and the posts nearest its centre (all escaped)."""
+    from murmur.reports.topics import NO_EMBEDDINGS, NO_TOPICS, topics_by, topics_heading
+
+    if not report.topics:
+        return f"<p class='empty'>{_e(NO_EMBEDDINGS if report.topics is None else NO_TOPICS)}</p>"
+    fmt = "%Y-%m-%d" if topics_by(report.filters) == "day" else "week of %Y-%m-%d"
+    body = []
+    for t in report.topics:
+        posts = "".join(f"<li>{_link(p.url, f'{p.created_at:%Y-%m-%d %H:%M}')}<blockquote>"
+                        f"{_e(p.text if len(p.text) <= 300 else p.text[:300] + '…')}</blockquote></li>"
+                        for p in t.posts)
+        change = f"<td class='new'>{_e(t.change)}</td>" if t.rising else _cell(t.change)
+        topic = (f"<td style='white-space: normal'><b>{_e(t.label)}</b><br>{_e(', '.join(t.words))}"
+                 f"<ol class='posts'>{posts}</ol></td>")
+        body.append([_cell(t.period.strftime(fmt)), _cell(t.size, True), _pol(t.mean_polarity), change, topic])
+    return f"<p class='meta'>{_e(topics_heading(report.filters))}</p>" + _table(
+        [topics_by(report.filters), "posts", "polarity", "change", "topic"], body, {1, 2})
+
+
 def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.3g}"
 
@@ -175,6 +195,7 @@ def render_html(report: Report) -> str:
         ("languages", "Language mix", _languages(report)),
         ("positive", "Most positive posts", _posts(report.top_positive)),
         ("negative", "Most negative posts", _posts(report.top_negative)),
+        ("topics", "Topics", _topics(report)),
         ("alerts", "Alerts", _alerts(report)),
     ]
     body = "".join(f"<section id='{key}'><h2>{_e(name)}</h2>{content}</section>" for key, name, content in sections)

@@ -4,7 +4,7 @@ aggregates would count a post once per term it matched, from the scored posts th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,13 +37,14 @@ class Point:
     neutral: int
     positive: int
     mean_polarity: float  # mean of P(positive) - P(negative)
+    unique_posts: int | None = None  # the posts no copy of an earlier one (None: series counted from posts)
 
     @property
     def polarity_se(self) -> float:
         """Standard error of the mean polarity, from the label counts: each post taken as +1, 0 or
         -1. A label is never less spread out than the probabilities it came from, so the band
         this gives is, if anything, wide."""
-        n = self.posts
+        n = self.negative + self.neutral + self.positive  # = posts, except under --dedupe
         if n < 2:
             return 0.0
         mean = (self.positive - self.negative) / n
@@ -66,8 +67,11 @@ def load_points(conn: psycopg.Connection, f: Filters, model: str) -> list[Point]
         rows = trend_series(conn, by=BASE[f.by], model=model, dims=f.dims, weekly=f.by == "week", since=f.since,
                             until=f.until, terms=f.terms, sources=f.sources, langs=f.langs)
     n = len(f.dims)
-    return [Point(row[0], tuple(row[1 : 1 + n]), row[1 + n], row[2 + n], row[3 + n], row[4 + n], float(row[5 + n]))
-            for row in rows]
+    points = [Point(row[0], tuple(row[1 : 1 + n]), row[1 + n], row[2 + n], row[3 + n], row[4 + n],
+                    float(row[5 + n]), row[6 + n] if len(row) > 6 + n else None) for row in rows]
+    if f.dedupe:  # the volume counts each text once; the sentiment stays that of every post
+        points = [replace(p, posts=p.unique_posts) for p in points if p.unique_posts]
+    return points
 
 
 def resolve_model(conn: psycopg.Connection, model: str | None) -> str:
@@ -189,4 +193,4 @@ def as_row(p: Point, dims: tuple[str, ...]) -> dict[str, Any]:
         "positive": p.positive,
         "mean_polarity": round(p.mean_polarity, 4),
         "polarity_se": round(p.polarity_se, 4),
-    }
+    } | ({"unique_posts": p.unique_posts} if p.unique_posts is not None else {})

@@ -11,6 +11,7 @@ from murmur.reports.filters import FROM_POSTS
 
 if TYPE_CHECKING:
     from murmur.reports.build import Report
+    from murmur.topics import Topic
 
 _BARS = "▁▂▃▄▅▆▇█"
 _SPARK_WIDTH = 60  # a longer series is summed into this many cells
@@ -69,14 +70,20 @@ def trend_table(report: Report) -> list[str]:
     f = report.filters
     share = report.shares is not None  # --share: a column "per 100k" (empty where it cannot be said)
     if not f.compare:
-        header = (f.by, *f.dims, "posts", "neg", "neu", "pos", "polarity", "", *(("per 100k",) if share else ()))
+        # "unique": the posts no copy of an earlier one (aggregates.unique_posts), last so the columns before it
+        # stay where they were; --dedupe shows them as the posts instead.
+        unique = not f.dedupe and any(p.unique_posts is not None for p in report.points)
+        header = (f.by, *f.dims, "posts", "neg", "neu", "pos", "polarity", "", *(("per 100k",) if share else ()),
+                  *(("unique",) if unique else ()))
         rows = [
             [_when(p.bucket_start, f.by), *p.key, str(p.posts), str(p.negative), str(p.neutral), str(p.positive),
-             f"{p.mean_polarity:+.2f}", polarity_bar(p.mean_polarity), *((_share(report.share(p)),) if share else ())]
+             f"{p.mean_polarity:+.2f}", polarity_bar(p.mean_polarity), *((_share(report.share(p)),) if share else ()),
+             *((str(p.unique_posts or 0),) if unique else ())]
             for p in report.points
         ]
         n = len(f.dims)
-        return table(header, rows, set(range(1 + n, 6 + n)) | ({7 + n} if share else set()))
+        numeric = set(range(1 + n, 6 + n)) | ({7 + n} if share else set())
+        return table(header, rows, numeric | ({7 + n + share} if unique else set()))
     series = report.series()
     per_series = ("polarity", "per 100k") if share else ("polarity",)
     columns = [f.by] + [c for s in series for c in (s.key[0], *per_series)]
@@ -145,6 +152,25 @@ def languages_table(report: Report) -> list[str]:
     return lines + table((by, "source", "posts", "en", "zh", "other", ""), body, {2, 3, 4, 5})
 
 
+def topics_table(topics: Sequence[Topic], *, by: str) -> list[str]:
+    """Topics, one line each: its size, mean polarity, change, words and the post nearest its centre."""
+    fmt = "%Y-%m-%d" if by == "day" else "week of %Y-%m-%d"
+    body = []
+    for t in topics:
+        example = " ".join(t.posts[0].text.split()) if t.posts else ""
+        body.append((t.period.strftime(fmt), str(t.size), "-" if t.mean_polarity is None else f"{t.mean_polarity:+.2f}",
+                     t.change, ", ".join(t.words[:6]), example if len(example) <= 60 else example[:59] + "…"))
+    return table((by, "posts", "polarity", "change", "words", "e.g."), body, {1, 2})
+
+
+def topics_lines(report: Report) -> list[str]:
+    from murmur.reports.topics import NO_EMBEDDINGS, NO_TOPICS, topics_by, topics_heading
+
+    if not report.topics:
+        return ["Topics: " + (NO_EMBEDDINGS if report.topics is None else NO_TOPICS)]
+    return [topics_heading(report.filters), *topics_table(report.topics, by=topics_by(report.filters))]
+
+
 def render_table(report: Report, sections: Sequence[str]) -> str:
     """The report as text: the trend table and per-series sparklines, then the extra sections."""
     blocks = []
@@ -154,4 +180,6 @@ def render_table(report: Report, sections: Sequence[str]) -> str:
         blocks.append(cooccurrence_table(report))
     if "languages" in sections and report.languages:
         blocks.append(languages_table(report))
+    if "topics" in sections:
+        blocks.append(topics_lines(report))
     return "\n\n".join("\n".join(b) for b in blocks) + "\n"

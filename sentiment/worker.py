@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from murmur.store.scores import claim_unscored, write_scores
 
@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     import psycopg
 
     from murmur.config import Settings
-    from murmur.sentiment.scorer import Scorer
+    from murmur.sentiment.centring import Centring
+    from murmur.sentiment.embeddings import Embedder
+    from murmur.sentiment.scorer import Score, Scorer
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,22 @@ class Route:
         if self.languages is None:
             return lang not in self.skip
         return lang in self.languages
+
+
+@dataclass
+class EmbeddingSink:
+    """Where scoring puts post embeddings: the id they are stored under, the per-language centring, and the
+    plain e5 embedder for models that do not share their pass (`plain()` loads it on first need)."""
+
+    model_id: str
+    centring: Centring
+    plain: Callable[[], Embedder]
+
+    def write(self, conn: psycopg.Connection, post_ids: Sequence[int], vectors: Any,
+              langs: Sequence[str | None]) -> None:
+        from murmur.store.embeddings import write_embeddings
+
+        write_embeddings(conn, self.model_id, post_ids, self.centring.apply(vectors, langs))
 
 
 def model_languages(scorer: Scorer, configured: Sequence[str]) -> tuple[str, ...] | None:
@@ -100,10 +118,12 @@ def score_pending(
     stop: threading.Event | None = None,
     progress: Callable[[int], None] | None = None,
     which: str = "any",
+    embeddings: EmbeddingSink | None = None,
 ) -> ScoreRun:
     """Score every post `model_id` has not scored yet (in `languages`, not in `skip`), batch by batch;
     `which` narrows that to posts no model scored ("new") or posts another model scored ("history"),
-    see store.scores.WHICH.
+    see store.scores.WHICH. With `embeddings`, the posts' embeddings (those they lack) are written in the
+    same transaction as their scores, from the same pass where the model shares it.
 
     `stop` is checked between batches: a SIGTERM lets the batch in hand commit, then returns.
     """
@@ -117,13 +137,85 @@ def score_pending(
             claimed = claim_unscored(conn, model_id, want, languages, skip, which=which)
             if not claimed:
                 break
-            scores = scorer.score([text for _, text in claimed])
+            if embeddings is None:
+                scores = scorer.score([text for _, text in claimed])
+            else:
+                scores = _score_and_embed(conn, scorer, claimed, embeddings)
             write_scores(conn, model_id, [post_id for post_id, _ in claimed], scores)
         scored += len(claimed)
         batches += 1
         if progress is not None:
             progress(scored)
     return ScoreRun(scored, batches, time.monotonic() - started)
+
+
+def _score_and_embed(conn: psycopg.Connection, scorer: Scorer, claimed: Sequence[tuple[int, str]],
+                     sink: EmbeddingSink) -> list[Score]:
+    """Score the claimed posts and write the embeddings of those that lack one; the scores."""
+    from murmur.sentiment.embeddings import shares_pass
+    from murmur.store.embeddings import posts_to_embed
+
+    texts = [text for _, text in claimed]
+    todo = posts_to_embed(conn, sink.model_id, [post_id for post_id, _ in claimed])
+    if not todo:  # re-scoring history: the embeddings are there already
+        return scorer.score(texts)
+    keep = [k for k, (post_id, _) in enumerate(claimed) if post_id in todo]
+    ids = [claimed[k][0] for k in keep]
+    if shares_pass(scorer.model):
+        scores, vectors = scorer.score_with_embeddings(texts)
+        vectors = vectors[keep]
+    else:
+        scores = scorer.score(texts)
+        vectors = sink.plain().embed([texts[k] for k in keep])
+    sink.write(conn, ids, vectors, [todo[post_id] for post_id in ids])
+    return scores
+
+
+@dataclass(frozen=True)
+class EmbedRun:
+    embedded: int
+    batches: int
+    seconds: float
+    interrupted: bool = False
+
+    @property
+    def per_second(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+
+def embed_pending(
+    conn: psycopg.Connection,
+    sink: EmbeddingSink,
+    *,
+    unscored_only: bool = False,
+    batch_size: int = 256,
+    limit: int | None = None,
+    stop: threading.Event | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> EmbedRun:
+    """Embed the posts without an embedding (`unscored_only`: only those no model scored, the languages no
+    route covers), newest first, one transaction per batch (`murmur embed`, and the scoring pass's end)."""
+    from murmur.store.embeddings import claim_unembedded
+
+    started = time.monotonic()
+    done = batches = 0
+    embedder: Embedder | None = None
+    while limit is None or done < limit:
+        if stop is not None and stop.is_set():
+            return EmbedRun(done, batches, time.monotonic() - started, interrupted=True)
+        want = batch_size if limit is None else min(batch_size, limit - done)
+        with conn.transaction():
+            claimed = claim_unembedded(conn, sink.model_id, want, unscored_only=unscored_only)
+            if not claimed:
+                break
+            embedder = embedder or sink.plain()
+            vectors = embedder.embed([text for _, text, _ in claimed])
+            sink.write(conn, [post_id for post_id, _, _ in claimed], vectors, [lang for _, _, lang in claimed])
+        done += len(claimed)
+        batches += 1
+        if progress is not None:
+            progress(done)
+    return EmbedRun(done, batches, time.monotonic() - started)
 
 
 def score_routes(
@@ -135,6 +227,7 @@ def score_routes(
     stop: threading.Event | None = None,
     progress: Callable[[int], None] | None = None,
     which: str = "any",
+    embeddings: EmbeddingSink | None = None,
 ) -> tuple[ScoreRun, int]:
     """Score through every route (the posts `which` names: new, history or any), then record why the
     rest stay unscored.
@@ -152,6 +245,7 @@ def score_routes(
         run = score_pending(
             conn, route.scorer, model_id=route.model_id, languages=route.languages, skip=route.skip,
             batch_size=batch_size, limit=left, stop=stop, progress=_offset(progress, scored), which=which,
+            embeddings=embeddings,
         )
         scored += run.scored
         batches += run.batches

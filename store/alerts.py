@@ -26,6 +26,7 @@ class SeriesRow:
     neutral: int
     positive: int
     mean_polarity: float
+    unique_posts: int | None = None  # the posts no copy of an earlier one: spikes are judged on these
 
 
 @dataclass
@@ -51,7 +52,7 @@ WITH spans AS (
 )
 SELECT a.bucket_size, a.source, a.term, a.model, a.bucket_start,
        sum(a.posts)::int, sum(a.negative)::int, sum(a.neutral)::int, sum(a.positive)::int,
-       sum(a.mean_polarity * a.posts) / sum(a.posts)
+       sum(a.mean_polarity * a.posts) / sum(a.posts), sum(a.unique_posts)::int
 FROM spans t
 JOIN aggregates a
   ON a.bucket_size = t.bucket_size AND a.source = t.source AND a.model = t.model

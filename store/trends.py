@@ -50,10 +50,12 @@ WHERE NOT EXISTS (
 
 # A post weighs murmur_engagement_weight(likes, reposts, replies) = 1 + ln(1 + likes + reposts + replies)
 # in `weighted_polarity` (migration 0004 defines it): reactions count, but a viral post does not drown the rest.
+# unique_posts: the posts that are no copy of an earlier post (posts.duplicate_of, migration 0012), so each
+# text counts once, where it first appeared, and the sums over buckets and sources stay honest.
 _RECOMPUTE = """
 INSERT INTO aggregates AS a (bucket_size, bucket_start, source, term, lang, model,
                              posts, negative, neutral, positive, mean_polarity,
-                             weighted_polarity, engagement, updated_at)
+                             weighted_polarity, engagement, unique_posts, updated_at)
 SELECT t.bucket_size, t.bucket_start, p.source, term, COALESCE(p.lang, 'und'), s.model,
        count(*),
        count(*) FILTER (WHERE s.label = 'negative'),
@@ -62,6 +64,7 @@ SELECT t.bucket_size, t.bucket_start, p.source, term, COALESCE(p.lang, 'und'), s
        avg(s.positive - s.negative),
        sum(e.weight * (s.positive - s.negative)) / sum(e.weight),
        sum(e.engagement),
+       count(*) FILTER (WHERE p.duplicate_of IS NULL),
        now()
 FROM touched_buckets t
 JOIN posts p
@@ -83,6 +86,7 @@ ON CONFLICT (bucket_size, bucket_start, source, term, lang, model) DO UPDATE SET
     mean_polarity = EXCLUDED.mean_polarity,
     weighted_polarity = EXCLUDED.weighted_polarity,
     engagement = EXCLUDED.engagement,
+    unique_posts = EXCLUDED.unique_posts,
     updated_at = EXCLUDED.updated_at
 """
 
@@ -210,7 +214,7 @@ def trend(
         if model is None:
             return []
     rows = trend_series(conn, by=by, model=model, since=since, until=until, terms=terms, sources=sources)
-    return [TrendRow(*row) for row in rows]
+    return [TrendRow(*row[:8]) for row in rows]
 
 
 def latest_model(conn: psycopg.Connection) -> str | None:
@@ -225,7 +229,7 @@ SERIES_DIMS = ("source", "term", "lang")
 # both term rows): per term, or per (source, term), the aggregates can simply be summed.
 _SERIES = """
 SELECT {bucket} AS bucket_start, {dims}, sum(posts)::int, sum(negative)::int, sum(neutral)::int,
-       sum(positive)::int, sum(mean_polarity * posts) / sum(posts)
+       sum(positive)::int, sum(mean_polarity * posts) / sum(posts), sum(unique_posts)::int
 FROM aggregates
 WHERE bucket_size = %(by)s AND model = %(model)s
   AND (%(since)s::timestamptz IS NULL OR bucket_start >= %(since)s)
@@ -251,7 +255,7 @@ def trend_series(
     sources: Sequence[str] | None = None,
     langs: Sequence[str] | None = None,
 ) -> list[tuple[Any, ...]]:
-    """(bucket_start, *dims, posts, negative, neutral, positive, mean_polarity) per `by` bucket
+    """(bucket_start, *dims, posts, negative, neutral, positive, mean_polarity, unique_posts) per `by` bucket
     ('hour' or 'day'; `weekly` folds day buckets into ISO weeks) and series, oldest first.
 
     `dims` names the series (of SERIES_DIMS); terms and languages are matched case-insensitively,

@@ -43,15 +43,26 @@ def server_url() -> Iterator[str]:
         pytest.exit(f"cannot start the embedded PostgreSQL: {err}", returncode=3)
 
 
+@pytest.fixture(scope="session")
+def extensions(server_url: str) -> None:
+    """pgvector in the schema `public`, once: created from a test's own schema (first on its search_path), it
+    would be dropped with that schema, taking the other tests' vector columns with it."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        try:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
+        except psycopg.Error:
+            pass  # a server without pgvector: the embeddings migration is skipped, as for users
+
+
 @pytest.fixture
-def db_url(server_url: str) -> Iterator[str]:
-    """A URL whose search_path is a fresh, empty schema: every test starts from nothing, and the
-    URL carries the schema to the `murmur` child processes a test starts."""
+def db_url(server_url: str, extensions: None) -> Iterator[str]:
+    """A URL whose search_path is a fresh, empty schema (then `public`, for the extensions' types): every test
+    starts from nothing, and the URL carries the schema to the `murmur` child processes a test starts."""
     schema = f"t_{os.getpid()}_{next(_counter)}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     sep = "&" if "?" in server_url else "?"
-    yield f"{server_url}{sep}options={quote(f'-csearch_path={schema}')}"
+    yield f"{server_url}{sep}options={quote(f'-csearch_path={schema},public')}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 

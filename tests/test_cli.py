@@ -11,7 +11,8 @@ import pytest
 from murmur.cli import build_parser, main
 from tests.conftest import REPO
 
-COMMANDS = ["crawl", "score", "aggregate", "report", "run", "serve", "demo", "status", "model", "stream", "import"]
+COMMANDS = ["crawl", "score", "aggregate", "report", "run", "serve", "demo", "status", "model", "stream", "import",
+            "search", "embed", "topics", "dedupe"]
 
 
 def subcommands() -> dict[str, object]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from murmur.sentiment.model import BUILTIN_NAME, BUILTINS, MINILM_NAME, ModelError, SentimentModel, load
+from murmur.sentiment.model import BUILTIN_NAME, BUILTINS, E5_V1_NAME, MINILM_NAME, ModelError, SentimentModel, load
 from murmur.sentiment.quantize import (
     INT8_SUFFIX,
     Int8Linear,
@@ -28,7 +28,8 @@ VAL_SAMPLE = Path(__file__).parent / "fixtures" / "sentiment" / "val_sample.tsv"
 # is under 1. The margin allows for other CPUs' int8 kernels (7-bit activations without VNNI); a broken
 # quantization agrees far less (chance is ~0.33). 150 rows keep this file under ~20 s.
 SAMPLE_ROWS = 150
-MEASURED_AGREEMENT = {MINILM_NAME: 0.9733, BUILTIN_NAME: 0.9533}
+# murmur-e5-sentiment@2 (the default since 2026-12-02) and @1 both measured 0.9533 on the first 150 rows.
+MEASURED_AGREEMENT = {MINILM_NAME: 0.9733, BUILTIN_NAME: 0.9533, E5_V1_NAME: 0.9533}
 MARGIN = 0.05
 
 pytestmark = pytest.mark.skipif(not int8_available(), reason="this torch has no int8 dynamic quantization")
@@ -146,7 +147,10 @@ def test_calibration_gives_a_positive_scale_per_input_of_each_feed_forward_outpu
     scales = calibrate(fp32, ["I love it", "这家店太差了", "meh, the bus is late again"], alpha=0.75)
     layers = {n: m for n, m in fp32.model.named_modules() if isinstance(m, torch.nn.Linear)}
     ffn_out = sorted(n for n in layers if n.endswith(".output.dense") and ".attention." not in n)
-    assert sorted(scales) == ffn_out and len(ffn_out) in (6, 12)  # MiniLM has 6 layers, e5 12
+    # Those of the encoder's layers the scoring pass runs: MiniLM's 6, e5@1's 12, e5@2's 8 shared ones (its
+    # plain top 4 run only for embeddings; its adapted copies, `adapted.N`, are not in SMOOTHED's pattern).
+    assert set(scales) <= set(ffn_out) and len(scales) in (6, 8, 12)
+    assert all(".layer." in n for n in scales)
     for name, s in scales.items():
         assert s.shape == (layers[name].in_features,) and bool((s > 0).all())
 

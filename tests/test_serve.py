@@ -240,13 +240,13 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(server_url: str, extensions: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """One `murmur serve` (the real model, continuous scoring, HTTP on a free port) that has crawled,
     scored and aggregated 60 posts; its tests only read from it, apart from posts they add."""
     schema = f"serve_{os.getpid()}"
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(f'CREATE SCHEMA "{schema}"')
-    db_url = f"{server_url}{'&' if '?' in server_url else '?'}options={quote(f'-csearch_path={schema}')}"
+    db_url = f"{server_url}{'&' if '?' in server_url else '?'}options={quote(f'-csearch_path={schema},public')}"
     tmp = tmp_path_factory.mktemp("serve")
     try:
         with ReplayServer({"rednote": generate_statuses(60, tag="rednote", seed=9)}) as server, \

@@ -123,8 +123,9 @@ def test_report_share_prints_the_column_in_every_format(seeded: psycopg.Connecti
         ("13T11", "RedNote", None), ("14T10", "RedNote", None)]
     table = run_murmur("report", "--share", "--sections", "trend", db_url=db_url, timeout=60)
     assert table.returncode == 0, table.stderr
-    assert re.search(r"^day\s.*\bper 100k$", table.stdout, re.M), table.stdout
-    assert re.search(r"^2025-01-13\s+bluesky\s+RedNote\s+6\s.*\s1\.00$", table.stdout, re.M), table.stdout
+    assert re.search(r"^day\s.*\bper 100k\b", table.stdout, re.M), table.stdout
+    # (then the `unique` column: posts that are no near-copy of an earlier one)
+    assert re.search(r"^2025-01-13\s+bluesky\s+RedNote\s+6\s.*\s1\.00\s+6$", table.stdout, re.M), table.stdout
     compared = run_murmur("report", "--share", "--compare", "source", "--format", "csv", db_url=db_url, timeout=60)
     first = next(csv.DictReader(io.StringIO(compared.stdout)))
     assert (first["share_per_100k:bluesky"], first["share_per_100k:mastodon"]) == ("1.0", "")

@@ -92,6 +92,9 @@ def seed(conn: psycopg.Connection) -> None:
                      {"posts": 40, "baseline_days": 7}),
             AlertRow("sentiment_shift", "day", T0 - timedelta(hours=9), "mastodon", "RedNote", MODEL, -0.4, 0.1,
                      -5.2, {"posts": 60, "baseline_posts": 400, "direction": "down"}),
+            AlertRow("topic_emerging", "day", T0 - timedelta(hours=9), "all", "dumplings · kitchen · 做饭",
+                     "multilingual-e5-small/centred@1", 12, 0, 0, {"words": ["dumplings", "kitchen", "做饭"],
+                                                                  "new": True, "posts": 80}),
         ])
 
 
@@ -108,6 +111,16 @@ def seed_conversation(conn: psycopg.Connection) -> None:
             replace(post(11, source="lemmy", hours=6), parent_source_id="lemmy.example:12",
                     root_source_id="https://lemmy.example/post/1"),
         ])
+
+
+def seed_embeddings(conn: psycopg.Connection) -> None:
+    """A unit-length vector per post (made from its id), as `murmur embed` would store them."""
+    conn.execute("""
+        INSERT INTO post_embeddings (post_id, model, embedding)
+        SELECT p.id, 'multilingual-e5-small/centred@1',
+               l2_normalize((SELECT array_agg(sin(p.id * g + g)) FROM generate_series(1, 384) g)::vector)
+        FROM posts p
+        """)
 
 
 def sql_blocks() -> list[str]:
@@ -130,6 +143,7 @@ def test_the_docs_have_sql_for_every_view() -> None:
 def test_every_sql_block_in_the_docs_runs_and_returns_rows(conn: psycopg.Connection, index: int) -> None:
     seed(conn)
     seed_conversation(conn)
+    seed_embeddings(conn)
     for statement in statements(sql_blocks()[index]):
         with conn.transaction():
             rows = conn.execute(statement).fetchall()

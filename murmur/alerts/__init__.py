@@ -63,6 +63,10 @@ def describe(alert: AlertRow) -> str:
     """One line for people: the log, and the payload's `text` (what Slack-style webhooks show)."""
     when = (f"the hour from {alert.bucket_start:%Y-%m-%d %H:%M} UTC" if alert.bucket_size == "hour"
             else f"the day {alert.bucket_start:%Y-%m-%d} (UTC)")
+    if alert.kind == "topic_emerging":  # murmur/topics/alert.py; term: the topic's label
+        change = "a new topic" if alert.details.get("new") else f"a topic {alert.score:.1f}x its size the day before"
+        return (f"{change}: {alert.term!r}, {alert.value:.0f} of {alert.details.get('posts', '?')} posts in {when} "
+                f"(words: {', '.join(alert.details.get('words', []))})")
     days = alert.details.get("baseline_days", "?")
     if alert.kind == SENTIMENT_SHIFT:
         return (f"sentiment shift: {alert.term!r} on {alert.source}, mean polarity {alert.value:+.2f} in {when} "

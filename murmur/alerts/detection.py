@@ -197,6 +197,12 @@ class _Counts:
         return self._spread[end]
 
 
+def distinct_posts(bucket: Bucket) -> int:
+    """The bucket's posts, each text once (its `unique_posts`), or all its posts where it has no such count."""
+    unique = getattr(bucket, "unique_posts", None)
+    return bucket.posts if unique is None else int(unique)
+
+
 def detect(
     series: Iterable[Bucket],
     thresholds: Thresholds,
@@ -216,7 +222,10 @@ def detect(
         return []
     starts = [b.start for b in ordered]
     by_start = {b.start: b for b in ordered}
-    counts = _Counts({b.start: b.posts for b in ordered}, step, watched_since or starts[0],
+    # Volume counts distinct texts (unique_posts, where the bucket has them): a thousand copies of one post are
+    # one voice, not a spike. Sentiment pools every post.
+    voices = {b.start: distinct_posts(b) for b in ordered}
+    counts = _Counts(voices, step, watched_since or starts[0],
                      thresholds.baseline_days)
     # Prefix sums: a window's pooled sentiment in O(log n), so checking every bucket (a rebuild) stays linear.
     cum_posts = [0, *accumulate(b.posts for b in ordered)]
@@ -229,9 +238,9 @@ def detect(
         bucket = by_start.get(start)
         if bucket is None:
             continue
-        spread = counts.spread(start) if bucket.posts >= thresholds.min_posts else None
+        spread = counts.spread(start) if voices[start] >= thresholds.min_posts else None
         if spread is not None:  # None: too little history to know the series' spread yet
-            spike = volume_spike(start, bucket.posts, counts.baseline(start), spread, thresholds)
+            spike = volume_spike(start, voices[start], counts.baseline(start), spread, thresholds)
             if spike:
                 found.append(spike)
         lo, hi = bisect_left(starts, start - window), bisect_left(starts, start)

@@ -1,0 +1,70 @@
+"""Search by meaning (`murmur search`): the query's e5 embedding, centred with its language's mean like the
+stored posts' (sentiment/centring.py), against the HNSW index of post_embeddings, filters inside the scan."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from murmur.errors import MurmurError, UserError
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from murmur.sentiment.centring import Centring
+    from murmur.sentiment.embeddings import Embedder
+    from murmur.store.embeddings import SearchFilters
+
+MAX_LIMIT = 1000  # pgvector's largest hnsw.ef_search: a bigger page could not be served by the index
+
+
+class EmbeddingsUnavailable(MurmurError):
+    """The database has no post_embeddings table: the server lacks the pgvector extension."""
+
+    def __init__(self) -> None:
+        super().__init__("this database has no embeddings: the PostgreSQL server lacks the pgvector extension "
+                         "(or murmur's role may not create it); install pgvector there (CREATE EXTENSION vector "
+                         "as a superuser), then run `murmur embed`")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One post found, with its cosine similarity to the query (1: the same direction)."""
+
+    text: str
+    similarity: float
+    source: str
+    created_at: datetime
+    label: str | None  # the post's latest sentiment label; None when no model scored it
+    url: str | None
+    lang: str | None
+    id: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def query_language(query: str) -> str | None:
+    """The language the query is centred with: murmur's detector's, else None (the mean of the means)."""
+    from murmur.crawler.language import detect_language
+
+    return detect_language(query)
+
+
+def search_posts(conn: psycopg.Connection, embedder: Embedder, centring: Centring, model: str, query: str,
+                 filters: SearchFilters, *, limit: int = 20) -> list[Hit]:
+    """The `limit` posts closest in meaning to `query`, in any language, within `filters`."""
+    from murmur.store.embeddings import embeddings_available, search_nearest
+
+    if not query.strip():
+        raise UserError("the query is empty; give a few words, e.g. murmur search \"cooking at home\"")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise UserError(f"--limit must be between 1 and {MAX_LIMIT}")
+    if not embeddings_available(conn):
+        raise EmbeddingsUnavailable()
+    vector = centring.apply(embedder.embed([query]), [query_language(query)])[0]
+    rows = search_nearest(conn, model, vector, filters, limit)
+    return [Hit(text=r["text"], similarity=round(float(r["similarity"]), 4), source=r["source"],
+                created_at=r["created_at"], label=r["label"], url=r["url"], lang=r["lang"], id=int(r["id"]))
+            for r in rows]

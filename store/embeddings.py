@@ -1,0 +1,177 @@
+"""Post embeddings (pgvector): writing them, claiming posts that lack one, and nearest-neighbour search.
+
+The table (migration 0010) exists only where the server has the `vector` extension: callers ask
+`embeddings_available` first. Vectors are unit length, so cosine distance (`<=>`, the HNSW index's
+operator class) orders by meaning; similarity = 1 - distance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import psycopg
+
+
+def embeddings_available(conn: psycopg.Connection) -> bool:
+    """Whether this database has the post_embeddings table (the vector extension was there to create it)."""
+    # In a transaction block of its own: a bare SELECT would leave the connection inside a transaction, and
+    # the workers' per-batch `conn.transaction()` would then be savepoints of one long transaction.
+    with conn.transaction():
+        row = conn.execute("SELECT to_regclass('post_embeddings') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
+def register(conn: psycopg.Connection) -> None:
+    """Teach this connection the vector type (numpy arrays in and out); once per connection."""
+    if getattr(conn, "_murmur_vector", False):
+        return
+    from pgvector.psycopg import register_vector
+
+    register_vector(conn)
+    conn._murmur_vector = True  # type: ignore[attr-defined]
+
+
+_TO_EMBED = """
+SELECT p.id, p.lang FROM posts p
+WHERE p.id = ANY (%(ids)s)
+  AND NOT EXISTS (SELECT 1 FROM post_embeddings e WHERE e.post_id = p.id AND e.model = %(model)s)
+"""
+
+
+def posts_to_embed(conn: psycopg.Connection, model: str, post_ids: Sequence[int]) -> dict[int, str | None]:
+    """Of `post_ids`, those without a `model` embedding, with their language."""
+    if not post_ids:
+        return {}
+    return {int(i): lang for i, lang in conn.execute(_TO_EMBED, {"ids": list(post_ids), "model": model})}
+
+
+# Posts without an embedding of `model`, newest first (search is mostly about the recent past);
+# `unscored_only`: only posts no sentiment model scored (the languages no route covers), which the
+# scoring pass embeds on its own since nothing else reads them. SKIP LOCKED: workers share the queue.
+_CLAIM = """
+SELECT p.id, p.text, p.lang FROM posts p
+WHERE NOT EXISTS (SELECT 1 FROM post_embeddings e WHERE e.post_id = p.id AND e.model = %(model)s)
+  AND (NOT %(unscored_only)s OR NOT EXISTS (SELECT 1 FROM sentiment_scores s WHERE s.post_id = p.id))
+ORDER BY p.id DESC
+LIMIT %(limit)s
+FOR UPDATE OF p SKIP LOCKED
+"""
+_COUNT = """
+SELECT count(*) FROM posts p
+WHERE NOT EXISTS (SELECT 1 FROM post_embeddings e WHERE e.post_id = p.id AND e.model = %(model)s)
+  AND (NOT %(unscored_only)s OR NOT EXISTS (SELECT 1 FROM sentiment_scores s WHERE s.post_id = p.id))
+"""
+
+
+def claim_unembedded(
+    conn: psycopg.Connection, model: str, limit: int, *, unscored_only: bool = False
+) -> list[tuple[int, str, str | None]]:
+    """Lock up to `limit` posts without a `model` embedding: (id, text, lang); call inside a transaction."""
+    params = {"model": model, "limit": limit, "unscored_only": unscored_only}
+    while True:
+        claimed = [(int(i), t, lang) for i, t, lang in conn.execute(_CLAIM, params)]
+        if not claimed:
+            return []
+        # As in scores.claim_unscored: a post another worker embedded while this statement waited for its
+        # lock is still "unembedded" in this statement's snapshot; a new statement sees its row.
+        done = set(posts_done(conn, model, [post_id for post_id, _, _ in claimed]))
+        fresh = [c for c in claimed if c[0] not in done]
+        if fresh:
+            return fresh
+
+
+def posts_done(conn: psycopg.Connection, model: str, post_ids: Sequence[int]) -> list[int]:
+    """Of `post_ids`, those with a `model` embedding."""
+    rows = conn.execute("SELECT post_id FROM post_embeddings WHERE model = %s AND post_id = ANY (%s)",
+                        (model, list(post_ids)))
+    return [int(r[0]) for r in rows]
+
+
+def count_unembedded(conn: psycopg.Connection, model: str, *, unscored_only: bool = False) -> int:
+    """Posts without a `model` embedding (`unscored_only`: of those, the ones no model scored)."""
+    with conn.transaction():
+        row = conn.execute(_COUNT, {"model": model, "unscored_only": unscored_only}).fetchone()
+    return int(row[0]) if row else 0
+
+
+_INSERT = """
+INSERT INTO post_embeddings (post_id, model, embedding) VALUES (%s, %s, %s)
+ON CONFLICT (post_id, model) DO NOTHING
+"""
+
+
+def write_embeddings(conn: psycopg.Connection, model: str, post_ids: Sequence[int], vectors: np.ndarray) -> None:
+    """Insert one embedding per post (rows of `vectors`, float32, unit length); existing ones are kept."""
+    register(conn)
+    rows = [(post_id, model, vec) for post_id, vec in zip(post_ids, vectors, strict=True)]
+    with conn.cursor() as cur:
+        cur.executemany(_INSERT, rows)
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    since: datetime | None = None
+    until: datetime | None = None  # excluded
+    sources: tuple[str, ...] = ()
+    langs: tuple[str, ...] = ()
+    terms: tuple[str, ...] = ()
+
+
+# The filters sit in the same query as the index scan: with pgvector's iterative scans (0.8,
+# hnsw.iterative_scan) the HNSW scan goes on past ef_search until `limit` rows pass them, instead of
+# filtering a fixed candidate list afterwards (which returns too few rows when filters are narrow).
+# relaxed_order may return rows slightly out of order: the outer query sorts the few it kept.
+# The label shown is the post's latest score (any model).
+_SEARCH = """
+WITH nearest AS MATERIALIZED (
+    SELECT e.post_id, e.embedding <=> %(q)s AS distance
+    FROM post_embeddings e
+    JOIN posts p ON p.id = e.post_id
+    WHERE e.model = %(model)s
+      AND (%(since)s::timestamptz IS NULL OR p.created_at >= %(since)s)
+      AND (%(until)s::timestamptz IS NULL OR p.created_at < %(until)s)
+      AND (%(sources)s::text[] IS NULL OR p.source = ANY (%(sources)s))
+      AND (%(langs)s::text[] IS NULL OR p.lang = ANY (%(langs)s))
+      AND (%(terms)s::text[] IS NULL OR p.terms && %(terms)s)
+    ORDER BY e.embedding <=> %(q)s
+    LIMIT %(limit)s
+)
+SELECT p.id, p.text, 1 - n.distance AS similarity, p.source, p.created_at, s.label, p.url, p.lang
+FROM nearest n
+JOIN posts p ON p.id = n.post_id
+LEFT JOIN LATERAL (
+    SELECT label FROM sentiment_scores WHERE post_id = p.id ORDER BY scored_at DESC LIMIT 1
+) s ON true
+ORDER BY n.distance, p.id
+"""
+
+SEARCH_COLUMNS = ("id", "text", "similarity", "source", "created_at", "label", "url", "lang")
+
+
+def ef_search(limit: int) -> int:
+    """The HNSW candidate list for `limit` results: at least 2x the limit (recall), 40 at least (pgvector's
+    default), at most 1000 (its maximum)."""
+    return max(40, min(1000, 2 * limit))
+
+
+def search_nearest(
+    conn: psycopg.Connection, model: str, query: np.ndarray, filters: SearchFilters, limit: int
+) -> list[dict[str, Any]]:
+    """The `limit` posts whose `model` embedding is nearest to `query` (unit length), filters applied inside
+    the index scan; each a dict of SEARCH_COLUMNS."""
+    register(conn)
+    params = {
+        "q": query, "model": model, "limit": limit, "since": filters.since, "until": filters.until,
+        "sources": list(filters.sources) or None, "langs": list(filters.langs) or None,
+        "terms": list(filters.terms) or None,
+    }
+    with conn.transaction():
+        conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                     "set_config('hnsw.ef_search', %s, true)", (str(ef_search(limit)),))
+        rows = conn.execute(_SEARCH, params).fetchall()
+    return [dict(zip(SEARCH_COLUMNS, row, strict=True)) for row in rows]
