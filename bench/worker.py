@@ -96,7 +96,11 @@ def main() -> int:
                PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
     started = time.perf_counter()
     command = ["score", "--all-posts"] if args.rescore else ["score"]
-    child = subprocess.run([sys.executable, "-m", "murmur", "-v", *command], env=env, capture_output=True, text=True,
+    # MURMUR_BENCH_PROFILE=FILE: the child runs under cProfile, its stats written to FILE.
+    profiled = os.environ.get("MURMUR_BENCH_PROFILE")
+    profile = ["-m", "cProfile", "-o", profiled] if profiled else []
+    child = subprocess.run([sys.executable, *profile, "-m", "murmur", "-v", *command], env=env, capture_output=True,
+                           text=True,
                            check=False)
     seconds = time.perf_counter() - started
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
