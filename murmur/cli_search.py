@@ -8,7 +8,7 @@ import csv
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from murmur.cli_args import date_argument
 from murmur.errors import EXIT_OK, UserError
@@ -16,6 +16,7 @@ from murmur.errors import EXIT_OK, UserError
 if TYPE_CHECKING:
     from murmur.cli import Context
     from murmur.search import Hit
+    from murmur.store.embeddings import SearchFilters
 
 FIELDS = ("text", "similarity", "source", "created_at", "label", "url")
 
@@ -39,14 +40,19 @@ def _values(option: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(v.strip() for item in option or () for v in item.split(",") if v.strip())
 
 
-def cmd_search(ctx: Context) -> int:
+def filters_of(args: Any) -> SearchFilters:
+    """The post filters of `murmur search` and `murmur topics` (--since, --until, --source, --lang, --term)."""
     from murmur.store.embeddings import SearchFilters
 
-    args = ctx.args
     if args.since and args.until and args.since >= args.until:
         raise UserError("--since must be before --until")
-    filters = SearchFilters(since=args.since, until=args.until, sources=_values(args.source),
-                            langs=_values(args.lang), terms=_values(args.term))
+    return SearchFilters(since=args.since, until=args.until, sources=_values(args.source),
+                         langs=_values(args.lang), terms=_values(args.term))
+
+
+def cmd_search(ctx: Context) -> int:
+    args = ctx.args
+    filters = filters_of(args)
     with ctx.app.connect() as conn:
         hits = ctx.app.search(conn, args.query, filters, limit=args.limit)
     write_hits(hits, args.format)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from murmur.cli_args import date_argument
-from murmur.errors import EXIT_OK, UserError
+from murmur.errors import EXIT_OK
 
 if TYPE_CHECKING:
     from murmur.cli import Context
@@ -25,21 +25,14 @@ TOPICS_EXAMPLES = (
 )
 
 
-def _values(option: Sequence[str] | None) -> tuple[str, ...]:
-    return tuple(v.strip() for item in option or () for v in item.split(",") if v.strip())
-
-
 def cmd_topics(ctx: Context) -> int:
-    from murmur.store.embeddings import SearchFilters
+    from murmur.cli_search import filters_of
     from murmur.store.topics import latest_scored_model
     from murmur.store.trends import latest_model
     from murmur.topics import find_topics
 
     args = ctx.args
-    if args.since and args.until and args.since >= args.until:
-        raise UserError("--since must be before --until")
-    filters = SearchFilters(since=args.since, until=args.until, sources=_values(args.source),
-                            langs=_values(args.lang), terms=_values(args.term))
+    filters = filters_of(args)
     with ctx.app.connect() as conn:
         # the model the reports show (the one aggregated last), else the one that scored last
         score_model = latest_model(conn) or latest_scored_model(conn)

@@ -113,3 +113,18 @@ def training_files(data_dir: Path | None, *, option: str) -> list[Path]:
         raise ModelError(f"model.data_dir {data_dir} has no {TRAIN_FILE}; pass {option} or fix model.data_dir")
     zh = beside(train, ZH_FILE)
     return [train, *([zh] if zh else [])]
+
+
+def length_bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Batches of `batch_size` indexes of texts of similar `lengths`, in a new order each call (training)."""
+    # Shuffle, sort within windows of 50 batches, then shuffle the batches: batches of similar lengths
+    # (little padding, ~1.5x faster on CPU) while each epoch still sees a different order.
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = batch_size * 50
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        batches.extend(chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches

@@ -28,7 +28,16 @@ from typing import Any
 import torch
 
 from .adapted import ADAPTED_FILE, AdaptedTopClassifier
-from .data import CategorisedRow, Row, label_counts, read_categorised, read_tsv, split_holdout, texts_of
+from .data import (
+    CategorisedRow,
+    Row,
+    label_counts,
+    length_bucketed_batches,
+    read_categorised,
+    read_tsv,
+    split_holdout,
+    texts_of,
+)
 from .evaluate import metrics
 from .model import LABELS, ModelError, base_model_path, build_mean_pooled
 from .scorer import plan_batches
@@ -167,19 +176,6 @@ def states_seconds(cache: Path) -> float:
         return 0.0
 
 
-def batches_for(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
-    # Shuffle, sort within windows of 50 batches, shuffle the batches: little padding, a new order each epoch.
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    window = batch_size * 50
-    out: list[list[int]] = []
-    for start in range(0, len(order), window):
-        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
-        out.extend(chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size))
-    rng.shuffle(out)
-    return out
-
-
 def predict(model: AdaptedTopClassifier, states: States, *, chunk: int = 64) -> torch.Tensor:
     """Probabilities of every text in `states`, through the adapted layers (eval mode)."""
     model.eval()
@@ -244,7 +240,7 @@ def fine_tune(
               {"params": list(model.classifier.parameters()), "lr": head_lr}]
     optimizer = torch.optim.AdamW(params, weight_decay=0.01)
     lengths = [len(e.ids) for e in examples]
-    per_epoch = len(batches_for(lengths, batch_size, random.Random(0)))
+    per_epoch = len(length_bucketed_batches(lengths, batch_size, random.Random(0)))
     total = per_epoch * epochs
     warmup = max(1, int(total * 0.06))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -275,7 +271,7 @@ def fine_tune(
                              "--finish-now first")
         _log(f"finishing at step {step} of {total}: the best checkpoint so far is the result")
     for epoch in range(0 if finish_now else epochs):
-        plan = batches_for(lengths, batch_size, random.Random(seed * 1000 + epoch))
+        plan = length_bucketed_batches(lengths, batch_size, random.Random(seed * 1000 + epoch))
         for n, index in enumerate(plan):
             if epoch * per_epoch + n < step:
                 continue  # done before a resume

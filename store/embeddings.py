@@ -122,6 +122,15 @@ class SearchFilters:
     terms: tuple[str, ...] = ()
 
 
+# A post's filters (SearchFilters), on `posts p`: search's and topics' (store/topics.py).
+POST_FILTERS = """
+  AND (%(since)s::timestamptz IS NULL OR p.created_at >= %(since)s)
+  AND (%(until)s::timestamptz IS NULL OR p.created_at < %(until)s)
+  AND (%(sources)s::text[] IS NULL OR p.source = ANY (%(sources)s))
+  AND (%(langs)s::text[] IS NULL OR p.lang = ANY (%(langs)s))
+  AND (%(terms)s::text[] IS NULL OR p.terms && %(terms)s)
+"""
+
 # The filters sit in the same query as the index scan: with pgvector's iterative scans (0.8,
 # hnsw.iterative_scan) the HNSW scan goes on past ef_search until `limit` rows pass them, instead of
 # filtering a fixed candidate list afterwards (which returns too few rows when filters are narrow).
@@ -133,12 +142,7 @@ WITH nearest AS MATERIALIZED (
     FROM post_embeddings e
     JOIN posts p ON p.id = e.post_id
     WHERE e.model = %(model)s
-      AND (%(since)s::timestamptz IS NULL OR p.created_at >= %(since)s)
-      AND (%(until)s::timestamptz IS NULL OR p.created_at < %(until)s)
-      AND (%(sources)s::text[] IS NULL OR p.source = ANY (%(sources)s))
-      AND (%(langs)s::text[] IS NULL OR p.lang = ANY (%(langs)s))
-      AND (%(terms)s::text[] IS NULL OR p.terms && %(terms)s)
-    ORDER BY e.embedding <=> %(q)s
+""" + POST_FILTERS + """    ORDER BY e.embedding <=> %(q)s
     LIMIT %(limit)s
 )
 SELECT p.id, p.text, 1 - n.distance AS similarity, p.source, p.created_at, s.label, p.url, p.lang

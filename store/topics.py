@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from murmur.store.embeddings import register
+from murmur.store.embeddings import POST_FILTERS, register
 
 if TYPE_CHECKING:
     import psycopg
@@ -71,12 +71,7 @@ SELECT min(p.created_at), max(p.created_at)
 FROM post_embeddings e
 JOIN posts p ON p.id = e.post_id
 WHERE e.model = %(model)s
-  AND (%(since)s::timestamptz IS NULL OR p.created_at >= %(since)s)
-  AND (%(until)s::timestamptz IS NULL OR p.created_at < %(until)s)
-  AND (%(sources)s::text[] IS NULL OR p.source = ANY (%(sources)s))
-  AND (%(langs)s::text[] IS NULL OR p.lang = ANY (%(langs)s))
-  AND (%(terms)s::text[] IS NULL OR p.terms && %(terms)s)
-"""
+""" + POST_FILTERS
 
 
 def embedded_span(conn: psycopg.Connection, model: str, filters: SearchFilters) -> tuple[datetime, datetime] | None:
