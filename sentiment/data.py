@@ -28,6 +28,15 @@ def read_tsv(path: Path) -> list[Row]:
     return [(label, text) for label, text, _ in read_categorised(path)]
 
 
+def has_categories(path: Path) -> bool:
+    """Whether a labelled file has the `label<TAB>text<TAB>category` header (its first line only is read)."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return f.readline().rstrip("\r\n").split("\t") == [*HEADER, CATEGORY]
+    except OSError as exc:
+        raise ModelError(f"cannot read {path} ({exc.strerror}); give a label<TAB>text file") from None
+
+
 def read_categorised(path: Path) -> list[CategorisedRow]:
     """Rows (label, text, category) of a labelled file; the category is None where the file has no
     `label<TAB>text<TAB>category` header."""

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .data import VAL_FILE, ZH_FILE, ZH_SHOPPING_FILE, beside, read_categorised, read_tsv, training_files
+from .data import VAL_FILE, ZH_FILE, ZH_SHOPPING_FILE, beside, has_categories, read_tsv, training_files
 from .errors import ModelError
 from .evaluate import evaluate
 
@@ -154,7 +154,7 @@ def _train(args: argparse.Namespace, train_file: Path, out: Path, max_length: in
         # on the training files without categories (a categorised file's held-out categories are never seen).
         from .quantize import fit_int8_from_files
 
-        plain = [z for z in zh_files if read_categorised(z)[:1] and read_categorised(z)[0][2] is None]
+        plain = [z for z in zh_files if not has_categories(z)]
         result["int8"] = fit_int8_from_files(
             out, calibrate_files=[train_file, *plain], val_file=val, zh_file=plain[0] if plain else None, rows=256,
             seed=args.seed, exclude=args.exclude, progress=lambda msg: print(msg, file=sys.stderr, flush=True),

@@ -31,6 +31,7 @@ from .adapted import ADAPTED_FILE, AdaptedTopClassifier
 from .data import (
     CategorisedRow,
     Row,
+    has_categories,
     label_counts,
     length_bucketed_batches,
     read_categorised,
@@ -38,10 +39,9 @@ from .data import (
     split_holdout,
     texts_of,
 )
-from .evaluate import metrics
 from .model import LABELS, ModelError, base_model_path, build_mean_pooled
 from .scorer import plan_batches
-from .train_e5 import E5_BASE, E5_PREFIX, _row_weights
+from .train_e5 import E5_BASE, E5_PREFIX, _metrics, _row_weights
 
 HOLDOUT_CATEGORIES = ("dairy", "phones")  # one food, one device: the two smallest but water heaters (573)
 FROM_LAYER = 8  # adapt the top 4 of 12 layers: the plain embedding then costs 4/12 of a pass more
@@ -100,7 +100,7 @@ def plan_data(
             train += [(lab, text, True) for lab, text, _ in group]
             zh_counts[cat] = len(group)
     missing = [c for c in holdout if f"zh:{c}" not in checks]
-    if missing and any(read_categorised(p)[0][2] is not None for p in zh_files):
+    if missing and any(has_categories(p) for p in zh_files):
         raise ModelError(f"held-out categories {', '.join(missing)} are not in the Chinese files; "
                          "name categories of their third column with --holdout-category")
     if not checks:
@@ -194,15 +194,9 @@ def predict(model: AdaptedTopClassifier, states: States, *, chunk: int = 64) -> 
 def check(model: AdaptedTopClassifier, checks: dict[str, tuple[list[Row], States]]) -> dict[str, float]:
     """The figures every checkpoint is judged by: val macro recall, each held-out set's binary accuracy."""
     figures: dict[str, float] = {}
-    neg, pos = LABELS.index("negative"), LABELS.index("positive")
     for name, (rows, states) in checks.items():
-        probs = predict(model, states)
         binary = name != "val"
-        if binary:
-            pred = ["positive" if p[pos] > p[neg] else "negative" for p in probs.tolist()]
-        else:
-            pred = [LABELS[i] for i in probs.argmax(-1).tolist()]
-        m = metrics([lab for lab, _ in rows], pred, binary=binary)
+        m = _metrics(predict(model, states), [lab for lab, _ in rows], binary)
         figures[name] = round(m["accuracy"] if binary else m["macro_recall"], 4)
     return figures
 
