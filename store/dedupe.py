@@ -22,40 +22,54 @@ if TYPE_CHECKING:
 # when a text was pasted a thousand times: any one of them leads to the earliest.
 NEIGHBOURS = 20
 
-# The post's nearest neighbours of the same embedding model inside the window on either side of it (a post
-# stored late still finds the later copies stored before it), within the threshold: the roots of their
-# groups, with the post's own. Iterative scans (set by the caller) let the HNSW scan go on past the window
-# filter; the distance bound is applied to the few rows the index returned.
-_NEIGHBOURS = """
-WITH near AS MATERIALIZED (
-    SELECT q.id, q.duplicate_of, e.embedding <=> %(vec)s AS distance
-    FROM post_embeddings e
-    JOIN posts q ON q.id = e.post_id
-    WHERE e.model = %(model)s AND e.post_id <> %(id)s
-      AND q.created_at >= %(at)s::timestamptz - %(window)s AND q.created_at <= %(at)s::timestamptz + %(window)s
-    ORDER BY e.embedding <=> %(vec)s
-    LIMIT %(k)s
+# For each post of a batch, the candidate roots of its group: its own original (when it is a copy) and the
+# roots of its nearest neighbours of the same embedding model inside the window on either side of it (a
+# post stored late still finds the later copies stored before it), within the threshold; with each root's
+# created_at. One statement for the batch: the LATERAL subquery is an HNSW scan per post (the index orders
+# by the outer row's embedding), so a claim costs one round trip, not one per post. Iterative scans (set by
+# the caller) let the HNSW scan go on past the window filter; the distance bound is applied to the few rows
+# the index returned.
+_CANDIDATES = """
+WITH batch AS MATERIALIZED (
+    SELECT p.id, p.created_at, p.duplicate_of, e.embedding
+    FROM posts p JOIN post_embeddings e ON e.post_id = p.id AND e.model = %(model)s
+    WHERE p.id = ANY (%(ids)s)
 )
-SELECT DISTINCT r.id, r.created_at
-FROM (
-    SELECT %(id)s::bigint AS id
-    UNION ALL SELECT duplicate_of FROM posts WHERE id = %(id)s AND duplicate_of IS NOT NULL
-    UNION ALL SELECT COALESCE(duplicate_of, id) FROM near WHERE distance <= %(max_distance)s
+SELECT b.id, b.created_at, r.id, r.created_at
+FROM batch b
+CROSS JOIN LATERAL (
+    SELECT b.duplicate_of AS root WHERE b.duplicate_of IS NOT NULL
+    UNION ALL
+    SELECT COALESCE(near.duplicate_of, near.id) FROM (
+        SELECT q.id, q.duplicate_of, e.embedding <=> b.embedding AS distance
+        FROM post_embeddings e
+        JOIN posts q ON q.id = e.post_id
+        WHERE e.model = %(model)s AND e.post_id <> b.id
+          AND q.created_at >= b.created_at - %(window)s AND q.created_at <= b.created_at + %(window)s
+        ORDER BY e.embedding <=> b.embedding
+        LIMIT %(k)s
+    ) near
+    WHERE near.distance <= %(max_distance)s
 ) g
-JOIN posts r ON r.id = g.id
+JOIN posts r ON r.id = g.root
 """
 
-# Every group in `roots` becomes one, around `keep`: the other roots and their copies point at it. The
-# buckets of aggregated posts whose link changed are marked for the next aggregation (their unique_posts
-# moved). Returns how many links changed.
+# Every group named in `olds` becomes the group of the matching `keeps` entry: the old root and its copies
+# point at the new root, and a new root that was itself a copy (a post older than its former original)
+# loses its link. The buckets of aggregated posts whose link changed are marked for the next aggregation
+# (their unique_posts moved). Returns how many links changed.
 _MERGE = """
-WITH changed AS (
-    UPDATE posts SET duplicate_of = %(keep)s
-    WHERE (id = ANY (%(roots)s) OR duplicate_of = ANY (%(roots)s)) AND id <> %(keep)s
-      AND duplicate_of IS DISTINCT FROM %(keep)s
-    RETURNING id, source, created_at
+WITH m AS (
+    SELECT * FROM unnest(%(olds)s::bigint[], %(keeps)s::bigint[]) AS m(old, keep)
+), changed AS (
+    UPDATE posts p SET duplicate_of = m.keep
+    FROM m
+    WHERE (p.id = m.old OR p.duplicate_of = m.old) AND p.id <> m.keep
+      AND p.duplicate_of IS DISTINCT FROM m.keep
+    RETURNING p.id, p.source, p.created_at
 ), cleared AS (
-    UPDATE posts SET duplicate_of = NULL WHERE id = %(keep)s AND duplicate_of IS NOT NULL
+    UPDATE posts SET duplicate_of = NULL
+    WHERE id = ANY (%(keeps)s) AND duplicate_of IS NOT NULL
     RETURNING id, source, created_at
 ), moved AS (
     SELECT * FROM changed UNION ALL SELECT * FROM cleared
@@ -69,14 +83,6 @@ WITH changed AS (
     ON CONFLICT DO NOTHING
 )
 SELECT count(*) FROM moved
-"""
-
-# The posts to link, earliest first, with their embeddings.
-_IN_ORDER = """
-SELECT p.id, p.created_at, e.embedding FROM posts p
-JOIN post_embeddings e ON e.post_id = p.id AND e.model = %(model)s
-WHERE p.id = ANY (%(ids)s)
-ORDER BY p.created_at, p.id
 """
 
 _EMBEDDED_SINCE = """
@@ -103,25 +109,61 @@ def link_duplicates(conn: psycopg.Connection, model: str, post_ids: Sequence[int
                     window: timedelta) -> LinkRun:
     """Link each of `post_ids` (with a `model` embedding) to the earliest post within `threshold` cosine
     similarity inside `window` before or after it, merging groups the post bridges; call inside the
-    transaction that wrote the embeddings (earliest posts first, so a batch of copies links to its first)."""
+    transaction that wrote the embeddings. The batch's neighbours are read in one statement and its groups
+    joined in memory (earliest posts first, so a batch of copies links to its first), then written in one."""
     if not post_ids:
         return LinkRun(0, 0)
     register(conn)
     _use_iterative_scan(conn)
-    ordered = conn.execute(_IN_ORDER, {"ids": list(post_ids), "model": model}).fetchall()
-    linked = 0
-    for post_id, created_at, vec in ordered:
-        roots: list[tuple[int, datetime]] = [
-            (int(i), at) for i, at in conn.execute(_NEIGHBOURS, {
-                "id": post_id, "vec": vec, "at": created_at, "model": model, "window": window, "k": NEIGHBOURS,
-                "max_distance": 1.0 - threshold})
-        ]
-        if len(roots) < 2:
-            continue  # nothing near it, and no link of its own: an original
-        keep = min(roots, key=lambda r: (r[1], r[0]))[0]
-        row = conn.execute(_MERGE, {"roots": [r[0] for r in roots], "keep": keep}).fetchone()
-        linked += int(row[0]) if row else 0
-    return LinkRun(len(ordered), linked)
+    rows = conn.execute(_CANDIDATES, {"ids": list(post_ids), "model": model, "window": window, "k": NEIGHBOURS,
+                                      "max_distance": 1.0 - threshold}).fetchall()
+    # Each post's candidate roots, and when every post and root was created (the earliest one keeps a group).
+    created: dict[int, datetime] = {}
+    candidates: dict[int, set[int]] = {}
+    for post_id, post_at, root_id, root_at in rows:
+        created[int(post_id)], created[int(root_id)] = post_at, root_at
+        candidates.setdefault(int(post_id), set()).add(int(root_id))
+    groups = _Groups(created)
+    for post_id in sorted(candidates, key=lambda i: (created[i], i)):
+        groups.join({post_id, *candidates[post_id]})
+    olds, keeps = groups.moves()
+    if not olds:
+        return LinkRun(len(post_ids), 0)
+    row = conn.execute(_MERGE, {"olds": olds, "keeps": keeps}).fetchone()
+    return LinkRun(len(post_ids), int(row[0]) if row else 0)
+
+
+class _Groups:
+    """Union-find over post ids whose root is always the earliest post (created_at, then id) of its group, as
+    the links in posts.duplicate_of are: the batch's joins are made here and written once."""
+
+    def __init__(self, created: dict[int, datetime]) -> None:
+        self._created = created
+        self._parent: dict[int, int] = {}
+
+    def find(self, post_id: int) -> int:
+        root = post_id
+        while self._parent.get(root, root) != root:
+            root = self._parent[root]
+        while post_id != root:  # path compression
+            self._parent[post_id], post_id = root, self._parent[post_id]
+        return root
+
+    def join(self, ids: set[int]) -> None:
+        roots = {self.find(i) for i in ids}
+        keep = min(roots, key=lambda r: (self._created[r], r))
+        for r in roots:
+            self._parent[r] = keep
+
+    def moves(self) -> tuple[list[int], list[int]]:
+        """(old root, new root) pairs, as two lists, for every id whose group is kept by another post."""
+        olds, keeps = [], []
+        for i in self._parent:
+            keep = self.find(i)
+            if keep != i:
+                olds.append(i)
+                keeps.append(keep)
+        return olds, keeps
 
 
 def embedded_posts(conn: psycopg.Connection, model: str, since: datetime | None = None) -> list[int]:
