@@ -419,7 +419,8 @@ class App:
                           "model": sink.model_id})
         return run
 
-    def search(self, conn: psycopg.Connection, query: str, filters: SearchFilters, *, limit: int = 20) -> list[Hit]:
+    def search(self, conn: psycopg.Connection, query: str, filters: SearchFilters, *, limit: int = 20,
+               hybrid: bool = False) -> list[Hit]:
         """The posts closest in meaning to `query`, in any language (murmur/search.py)."""
         from murmur.search import EmbeddingsUnavailable, search_posts
         from murmur.sentiment.centring import load_centring
@@ -429,7 +430,7 @@ class App:
         if not embeddings_available(conn):  # before loading the model: the answer is the same without it
             raise EmbeddingsUnavailable()
         return search_posts(conn, self.plain_embedder(), load_centring(), EMBEDDING_MODEL, query, filters,
-                            limit=limit)
+                            limit=limit, hybrid=hybrid)
 
     # --- aggregation and alerts ---
 

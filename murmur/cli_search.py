@@ -23,7 +23,8 @@ FIELDS = ("text", "similarity", "source", "created_at", "label", "url")
 SEARCH_EXAMPLES = (
     'murmur search "cooking dinner at home"\n'
     '  murmur search "小红书 上的 美国 网友" --since 2025-01-13 --source bluesky --limit 50\n'
-    '  murmur search "TikTok ban" --lang zh --format json'
+    '  murmur search "TikTok ban" --lang zh --format json\n'
+    '  murmur search "Lemon8 app" --hybrid     # also rank posts that hold the words'
 )
 
 
@@ -54,7 +55,7 @@ def cmd_search(ctx: Context) -> int:
     args = ctx.args
     filters = filters_of(args)
     with ctx.app.connect() as conn:
-        hits = ctx.app.search(conn, args.query, filters, limit=args.limit)
+        hits = ctx.app.search(conn, args.query, filters, limit=args.limit, hybrid=args.hybrid)
     write_hits(hits, args.format)
     return EXIT_OK
 
@@ -109,6 +110,9 @@ def add_search_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--term", action="append", metavar="T", help="only posts matching these configured terms, "
                    "e.g. RedNote")
     p.add_argument("--limit", type=int, default=20, help="how many posts (default 20, at most 1000)")
+    p.add_argument("--hybrid", action="store_true", help="mix in the posts that hold the query's words "
+                   "(PostgreSQL pg_trgm), fused with the semantic ranking by reciprocal rank: finds names and rare "
+                   "words the embedding blurs; similarity stays the cosine similarity")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table",
                    help="output format (default table; json: a list of objects with text, similarity, source, "
                         "created_at, label and url)")

@@ -53,8 +53,9 @@ def query_language(query: str) -> str | None:
 
 
 def search_posts(conn: psycopg.Connection, embedder: Embedder, centring: Centring, model: str, query: str,
-                 filters: SearchFilters, *, limit: int = 20) -> list[Hit]:
-    """The `limit` posts closest in meaning to `query`, in any language, within `filters`."""
+                 filters: SearchFilters, *, limit: int = 20, hybrid: bool = False) -> list[Hit]:
+    """The `limit` posts closest in meaning to `query`, in any language, within `filters`; `hybrid` mixes in
+    the posts that hold the query's words (hybrid_ranking)."""
     from murmur.store.embeddings import embeddings_available, search_nearest
 
     if not query.strip():
@@ -64,7 +65,55 @@ def search_posts(conn: psycopg.Connection, embedder: Embedder, centring: Centrin
     if not embeddings_available(conn):
         raise EmbeddingsUnavailable()
     vector = centring.apply(embedder.embed([query]), [query_language(query)])[0]
-    rows = search_nearest(conn, model, vector, filters, limit)
+    if hybrid:
+        rows = _hybrid_rows(conn, model, query, vector, filters, limit)
+    else:
+        rows = search_nearest(conn, model, vector, filters, limit)
     return [Hit(text=r["text"], similarity=round(float(r["similarity"]), 4), source=r["source"],
                 created_at=r["created_at"], label=r["label"], url=r["url"], lang=r["lang"], id=int(r["id"]))
             for r in rows]
+
+
+# Reciprocal rank fusion (Cormack, Clarke and Buettcher, SIGIR 2009): a post scores the sum of 1 / (K + rank)
+# over the two rankings it appears in. Ranks, not scores, are fused: a cosine similarity and a trigram
+# similarity are not on one scale. K = 60 is the paper's constant; each half offers CANDIDATES x the limit.
+RRF_K = 60
+CANDIDATES = 3
+
+
+class LexicalUnavailable(MurmurError):
+    """--hybrid on a database without pg_trgm."""
+
+    def __init__(self) -> None:
+        super().__init__("--hybrid needs the pg_trgm extension, which this PostgreSQL server lacks (or murmur's "
+                         "role may not create it): install it there (CREATE EXTENSION pg_trgm as a superuser), "
+                         "or search without --hybrid")
+
+
+def hybrid_ranking(semantic: list[int], lexical: list[int], limit: int) -> list[int]:
+    """The `limit` best ids by reciprocal rank fusion of two rankings (best first); ties to the semantic
+    order, then the lexical."""
+    score: dict[int, float] = {}
+    for ranking in (semantic, lexical):
+        for rank, post_id in enumerate(ranking, start=1):
+            score[post_id] = score.get(post_id, 0.0) + 1.0 / (RRF_K + rank)
+    order = {post_id: i for i, post_id in enumerate(dict.fromkeys(semantic + lexical))}
+    return sorted(score, key=lambda i: (-score[i], order[i]))[:limit]
+
+
+def _hybrid_rows(conn: psycopg.Connection, model: str, query: str, vector: Any, filters: SearchFilters,
+                 limit: int) -> list[dict[str, Any]]:
+    from murmur.store.embeddings import search_nearest
+    from murmur.store.lexical import lexical_available, lexical_matches, posts_with_similarity
+    from murmur.topics.words import tokenize
+
+    if not lexical_available(conn):
+        raise LexicalUnavailable()
+    wanted = min(MAX_LIMIT, CANDIDATES * limit)
+    semantic = search_nearest(conn, model, vector, filters, wanted)
+    words = tokenize(query) or query.split()
+    lexical = lexical_matches(conn, model, query, words, filters, wanted)
+    best = hybrid_ranking([int(r["id"]) for r in semantic], lexical, limit)
+    rows = {int(r["id"]): r for r in semantic}
+    rows |= posts_with_similarity(conn, model, vector, [i for i in best if i not in rows])
+    return [rows[i] for i in best if i in rows]

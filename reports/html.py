@@ -63,14 +63,19 @@ def _trend(report: Report) -> str:
     f = report.filters
     fmt = when_format(f.by)
     if not f.compare:
+        # "distinct": each text once (aggregates.unique_posts), as the terminal table's "unique"; under --dedupe
+        # the posts column already counts that way.
+        distinct = not f.dedupe and any(p.unique_posts is not None for p in report.points)
         body = [
             [_cell(p.bucket_start.strftime(fmt)), *(_cell(k) for k in p.key), _cell(p.posts, True),
+             *((_cell(p.unique_posts or 0, True),) if distinct else ()),
              _cell(p.negative, True), _cell(p.neutral, True), _cell(p.positive, True), _pol(p.mean_polarity),
              _cell(f"±{1.96 * p.polarity_se:.2f}", True)]
             for p in report.points
         ]
         n = len(f.dims)
-        header = [f.by, *f.dims, "posts", "negative", "neutral", "positive", "polarity", "95% band"]
+        header = [f.by, *f.dims, "posts", *(("distinct",) if distinct else ()), "negative", "neutral", "positive",
+                  "polarity", "95% band"]
         return _table(header, body, set(range(1 + n, len(header))))
     series = report.series()
     body = []

@@ -45,13 +45,14 @@ def server_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def extensions(server_url: str) -> None:
-    """pgvector in the schema `public`, once: created from a test's own schema (first on its search_path), it
-    would be dropped with that schema, taking the other tests' vector columns with it."""
+    """pgvector and pg_trgm in the schema `public`, once: created from a test's own schema (first on its
+    search_path), one would be dropped with that schema, taking the other tests' vector columns with it."""
     with psycopg.connect(server_url, autocommit=True) as conn:
-        try:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
-        except psycopg.Error:
-            pass  # a server without pgvector: the embeddings migration is skipped, as for users
+        for extension in ("vector", "pg_trgm"):
+            try:
+                conn.execute(f"CREATE EXTENSION IF NOT EXISTS {extension} SCHEMA public")
+            except psycopg.Error:
+                pass  # a server without it: the migration needing it is skipped, as for users
 
 
 @pytest.fixture

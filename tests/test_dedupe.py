@@ -5,6 +5,7 @@ when the original goes, unique_posts in the aggregates, and volume spikes judged
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -183,7 +184,7 @@ def test_as_many_distinct_posts_raise_a_volume_spike(conn: psycopg.Connection) -
     assert "volume_spike/hour" in _burst(conn, copies=False)  # 201 posts in the hour against 1 usually
 
 
-def test_report_dedupe_counts_each_text_once(conn: psycopg.Connection, db_url: str) -> None:
+def test_report_dedupe_counts_each_text_once(conn: psycopg.Connection, db_url: str, tmp_path: Path) -> None:
     import json
 
     from tests.conftest import run_murmur
@@ -199,3 +200,8 @@ def test_report_dedupe_counts_each_text_once(conn: psycopg.Connection, db_url: s
     assert table.returncode == 0, table.stderr
     header = next(line for line in table.stdout.splitlines() if line.startswith("day "))
     assert header.split()[-1] == "unique"
+    html = run_murmur("report", "--since", "2025-01-13", "--html", str(tmp_path / "report.html"), db_url=db_url,
+                      timeout=120)
+    assert html.returncode == 0, html.stderr
+    text = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<th class='n'>distinct</th>" in text and "<td class='n'>220</td><td class='n'>21</td>" in text

@@ -269,3 +269,42 @@ def test_an_int8_model_stores_the_plain_e5_embedding_from_its_own_int8_pass(conn
     assert shares_pass(int8.load_scorer(e5_model()).model)
     cosines = (stored * expected).sum(axis=1) / np.linalg.norm(stored, axis=1) / np.linalg.norm(expected, axis=1)
     assert cosines.min() > 0.98 and np.abs(stored - expected).max() > 1e-6
+
+
+def test_hybrid_ranking_fuses_ranks_not_scores() -> None:
+    from murmur.search import hybrid_ranking
+
+    # 3 is second in both rankings: 2/(60+2) beats 1's 1/(60+1) from one ranking alone.
+    assert hybrid_ranking([1, 3, 5], [4, 3, 6], 3) == [3, 1, 4]
+    assert hybrid_ranking([1, 2], [], 5) == [1, 2]  # no word matched: the semantic order as it was
+    assert hybrid_ranking([], [7, 8], 1) == [7]
+
+
+def test_hybrid_search_brings_in_the_posts_that_hold_a_rare_word(stored: psycopg.Connection, app: App,
+                                                                 db_url: str) -> None:
+    # A made-up name on a post about something else: its embedding does not carry the name, its text does.
+    odd = Post(source="mastodon", source_id="odd-1", url="https://example.social/odd", author="odd",
+               text="The cat slept on the keyboard all afternoon again while I was reading about Zorblaxia", lang="en",
+               created_at=T0 + timedelta(days=3, hours=5), terms=["RedNote"])
+    han = Post(source="bluesky", source_id="odd-2", url="https://example.social/odd2", author="odd2",
+               text="今天下午和朋友去公园散步，顺便买了柠檬八的周边", lang="zh",
+               created_at=T0 + timedelta(days=3, hours=6), terms=["RedNote"])
+    upsert_posts(stored, [odd, han])
+    stored.commit()
+    assert app.embed(stored).embedded == 2
+    # Measured on these posts: the embedding ranks the cooking posts first, and the name's post 6th or lower
+    plain = app.search(stored, "cooking Zorblaxia at home", SearchFilters(), limit=5)
+    hybrid = app.search(stored, "cooking Zorblaxia at home", SearchFilters(), limit=5, hybrid=True)
+    assert not any("Zorblaxia" in h.text for h in plain)
+    assert any("Zorblaxia" in h.text for h in hybrid) and len(hybrid) == 5
+    assert all(0 < h.similarity <= 1 for h in hybrid)  # the cosine similarity, also for a lexical-only hit
+    assert "Zorblaxia" in app.search(stored, "Zorblaxia cooking", SearchFilters(), limit=5, hybrid=True)[0].text
+    # Chinese words are segmented (jieba) before they are matched; the filters hold for the lexical half too.
+    assert "周边" not in app.search(stored, "做饭 周边", SearchFilters(langs=("zh",)), limit=3)[0].text
+    assert "周边" in app.search(stored, "做饭 周边", SearchFilters(langs=("zh",)), limit=3, hybrid=True)[0].text
+    assert {h.lang for h in app.search(stored, "Zorblaxia", SearchFilters(langs=("zh",)), limit=3,
+                                       hybrid=True)} == {"zh"}
+    out = run_murmur("search", "Zorblaxia", "--hybrid", "--limit", "2", "--format", "json", db_url=db_url,
+                     MURMUR_MODEL__DEVICE="cpu")
+    assert out.returncode == 0, out.stderr
+    assert "Zorblaxia" in json.loads(out.stdout)[0]["text"]
