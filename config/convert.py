@@ -181,6 +181,18 @@ def _http_address(key: str, value: Any) -> str | None:
     raise _fail(key, value, 'use "HOST:PORT", e.g. "127.0.0.1:9464", or "" for no HTTP endpoint')
 
 
+def _token(key: str, value: Any) -> str | None:
+    """The dashboard's bearer token, or "" for none. The value is never echoed (it is a secret)."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)  # an environment value read as TOML: a token of digits only
+    if isinstance(value, str) and re.fullmatch(r"[\x21-\x7e]{16,512}", value.strip()):
+        return value.strip()
+    raise ConfigError(f"config key '{key}' is not a usable token; use 16 to 512 printable ASCII characters "
+                      "without spaces, e.g. MURMUR_SERVICE__TOKEN=$(openssl rand -hex 24)")
+
+
 def _positive_number(key: str, value: Any) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
         return float(value)

@@ -34,6 +34,7 @@ from murmur.config.convert import (  # noqa: F401  (ConfigError, parse_duration:
     _score_interval,
     _str,
     _str_list,
+    _token,
     _url,
     _url_list,
     _webhook_url,
@@ -135,7 +136,10 @@ class ScheduleSettings:
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    http: str | None = None  # "HOST:PORT" of /healthz and /metrics; None: no HTTP endpoint
+    # "HOST:PORT" of the dashboard, /healthz and /metrics; None: no HTTP endpoint
+    http: str | None = "127.0.0.1:9464"
+    # The dashboard's bearer token (MURMUR_SERVICE__TOKEN): required to listen beyond loopback; never printed.
+    token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -219,7 +223,7 @@ _SECTIONS: dict[str, dict[str, Any]] = {
         "embeddings": _bool,
     },
     "schedule": {"score_interval": _score_interval, "aggregate_interval": parse_duration},
-    "service": {"http": _http_address},
+    "service": {"http": _http_address, "token": _token},
     "import": {"inbox": lambda k, v: _optional_path(k, v)},
     "dedupe": {"threshold": lambda k, v: _similarity(k, v), "window": parse_duration},
     "alerts": {

@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from murmur import __version__
 from murmur.app import App
-from murmur.cli_args import date_argument
+from murmur.cli_args import database_name, date_argument
 from murmur.cli_dedupe import add_dedupe_command
 from murmur.cli_import import add_import_command
 from murmur.cli_model import add_model_commands, cmd_model_train
+from murmur.cli_psql import add_psql_command, cmd_psql
 from murmur.cli_search import add_search_commands
 from murmur.cli_stream import add_stream_command
 from murmur.cli_topics import add_topics_command
+from murmur.cli_web import add_web_command
 from murmur.config import load_settings
 from murmur.console import print_aggregate, print_report, print_score
 from murmur.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, MurmurError, UserError
@@ -148,7 +150,24 @@ def cmd_serve(ctx: Context) -> int:
 def cmd_demo(ctx: Context) -> int:
     from murmur.demo import run_demo
 
-    return run_demo(ctx.settings)
+    return run_demo(ctx.settings, program=_how_to_call(ctx.args))
+
+
+def _how_to_call(args: argparse.Namespace) -> str:
+    """murmur as the user called it, with the global options that choose the database: `murmur` when that
+    is on PATH, else the path typed (`.venv/bin/murmur`); a password in --database-url stays hidden."""
+    import shlex
+    import shutil
+
+    typed = Path(sys.argv[0])
+    on_path = shutil.which("murmur")
+    same = typed.name == "murmur" and on_path is not None and Path(on_path).resolve() == typed.resolve()
+    words = [str(typed) if typed.name == "murmur" and not same else "murmur"]
+    for option, value in (("--config", args.config), ("--data-dir", args.data_dir),
+                          ("--database-url", args.database_url and _hide_password(args.database_url))):
+        if value:
+            words += [option, str(value)]
+    return shlex.join(words)
 
 
 def cmd_status(ctx: Context) -> int:
@@ -182,8 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"murmur {__version__}")
     parser.add_argument("--config", metavar="FILE", help="a TOML file over config/default.toml (or MURMUR_CONFIG)")
-    parser.add_argument("--database-url", metavar="URL", help="a PostgreSQL URL (or MURMUR_DATABASE_URL); "
-                        "default: the embedded server")
+    # `--database` is spelled out as an alias: argparse took it as an abbreviation of --database-url
+    # until --database-name made it ambiguous.
+    parser.add_argument("--database-url", "--database", metavar="URL", dest="database_url",
+                        help="a PostgreSQL URL (or MURMUR_DATABASE_URL); default: the embedded server")
+    parser.add_argument("--database-name", metavar="NAME", type=database_name,
+                        help="another database on the same server, e.g. murmur_demo (the demo's): on the "
+                        "embedded server created when missing, on a configured one the URL's database replaced")
     parser.add_argument("--data-dir", metavar="DIR", type=Path,
                         help="where the embedded PostgreSQL keeps its files (default: the user data dir)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: Scrapy's too)")
@@ -230,8 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("serve", cmd_serve, "Run the background service: crawl, score and aggregate on the configured "
         "intervals until SIGTERM or Ctrl-C. Several services on one database take turns (a hot standby); "
-        "with service.http set, it serves /healthz and Prometheus /metrics.",
-        "MURMUR_SERVICE__HTTP=127.0.0.1:9464 murmur serve")
+        "on service.http (127.0.0.1:9464 by default) it serves the dashboard at /, /healthz and Prometheus /metrics.",
+        "murmur serve            # then open http://127.0.0.1:9464/\n"
+        "  MURMUR_SERVICE__HTTP=127.0.0.1:9465 murmur serve")
 
     p = add("demo", cmd_demo, "The full cycle offline: serve recorded Mastodon responses locally, crawl "
             "them into the embedded database (its own murmur_demo database), score, aggregate, report.",
@@ -248,8 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_import_command(add)
     add_search_commands(add)
     add_topics_command(add)
+    add_web_command(add)
     add_dedupe_command(add)
     add_model_commands(add, fmt)
+    add_psql_command(add)
     return parser
 
 
@@ -274,7 +301,8 @@ def _report_options(p: argparse.ArgumentParser) -> None:
                    "(line, with a ±1.96 SE band) per series; .png, .svg or .pdf")
     p.add_argument("--html", type=Path, metavar="FILE.html", help="write one self-contained HTML report: chart, "
                    "tables, top positive and negative posts, alerts")
-    p.add_argument("--top", type=int, default=5, help="top posts, and co-occurring hashtags per period (default 5)")
+    p.add_argument("--top", type=int, default=5, help="top posts (at most 50), and co-occurring hashtags per "
+                   "period (default 5)")
     p.add_argument("--share", action="store_true", help="add share_per_100k: the series' posts the Bluesky stream "
                    "saw per 100,000 posts of the whole network in the same period and languages (needs the "
                    "jetstream source's baseline; empty for other sources and periods without it), e.g. "
@@ -282,6 +310,21 @@ def _report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dedupe", action="store_true", help="count each text once: the volume is unique_posts, "
                    "copies of an earlier post (posts.duplicate_of) left out; sentiment stays over every post, "
                    "e.g. murmur report --dedupe --by hour")
+
+
+def _app(settings: Settings, database_name: str | None) -> App:
+    """The application on murmur's database, or on `--database-name`'s: on a configured server the URL with
+    its database replaced, else that database on the embedded server (created when missing)."""
+    if not database_name:
+        return App(settings)
+    if settings.database.url:
+        from dataclasses import replace
+
+        from murmur.store.db import with_database
+
+        url = with_database(settings.database.url, database_name)
+        return App(replace(settings, database=replace(settings.database, url=url)))
+    return App(settings, database=database_name)
 
 
 def _raise_interrupt(signum: int, _frame: Any) -> None:
@@ -293,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if getattr(args, "func", None) is cmd_model_train:  # the trainer's own options pass through
         args.train_args = extra
+    elif getattr(args, "func", None) is cmd_psql:  # and psql's
+        args.psql_args = extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
@@ -312,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         install_redaction(secret_values(settings))  # every secret masked in every log line and job_runs row
         if args.config:
             os.environ["MURMUR_CONFIG"] = str(Path(args.config).resolve())  # for child processes
-        return int(args.func(Context(args, App(settings))))
+        return int(args.func(Context(args, _app(settings, args.database_name))))
     except MurmurError as err:
         print(f"murmur: error: {redact(str(err), active())}", file=sys.stderr)
         return err.exit_code

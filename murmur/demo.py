@@ -36,7 +36,8 @@ def _reset_demo_database(settings: Settings) -> str:
     return url
 
 
-def run_demo(settings: Settings) -> int:
+def run_demo(settings: Settings, program: str = "murmur") -> int:
+    """The demo; `program` is how the user calls murmur, for the commands printed at its end."""
     from dataclasses import replace
 
     from murmur.console import print_aggregate, print_report, print_score
@@ -68,5 +69,19 @@ def run_demo(settings: Settings) -> int:
           f"{time.monotonic() - started:.0f}s so far\n")
     print_report(app, ReportOptions.build())
     print(f"\ndemo: done in {time.monotonic() - started:.0f}s. The data stays in the {DEMO_DATABASE} database; "
-          "`murmur run --once` does the same against the configured instances.")
+          "look at it with:")
+    print("\n".join(next_steps(program)))
+    print("`murmur run --once` does the same against the configured instances.")
     return EXIT_OK
+
+
+def next_steps(program: str = "murmur") -> list[str]:
+    """The commands that show the demo's data, as `program` (murmur and the global options the demo ran
+    with) calls them: a plain `murmur report` reads murmur's own database, which the demo never touches."""
+    steps = [
+        (f"{program} --database-name {DEMO_DATABASE} report", "the report above; any report option works"),
+        (f"{program} web --demo", "the dashboard over the demo's data"),
+        (f"{program} --database-name {DEMO_DATABASE} psql", "SQL on its tables and views (docs/sql.md)"),
+    ]
+    width = max(len(command) for command, _ in steps)
+    return [f"  {command:<{width}}  # {why}" for command, why in steps]

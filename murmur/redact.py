@@ -48,6 +48,9 @@ def secret_values(settings: Settings, environ: Mapping[str, str] | None = None) 
         found += _database_passwords(settings.database.url)
     if settings.alerts.webhook_url:
         found += _url_secrets(settings.alerts.webhook_url)
+    token = getattr(getattr(settings, "service", None), "token", None)  # the dashboard's (config/settings.py)
+    if token:
+        found.append(token)
     for source in settings.sources.values():
         credentials = getattr(source, "credentials", {}) or {}
         found += [str(v) for v in credentials.values() if v]

@@ -9,6 +9,7 @@ import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +25,33 @@ FORMATS = (".png", ".svg", ".pdf")
 # Colours used nowhere else in the HTML page, so a test can find the drawn chart in a screenshot.
 BAR_COLOR = "#4878d0"
 LINE_COLOR = "#d1495b"
-# Chinese terms need a CJK font; whichever of these is installed is used after DejaVu Sans.
 _TICK = {"hour": "%m-%d %H:00", "day": "%b %d", "week": "week of %b %d"}
+# Chinese terms need a CJK font; whichever of these is installed is used after DejaVu Sans. The first two
+# come with murmur (the noto-cjk-sans-otc package: a matplotlib that registers only a collection's first
+# face still gets JP, whose glyphs cover Chinese too); the others are system fonts, used where installed.
 _CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "WenQuanYi Zen Hei",
               "WenQuanYi Micro Hei", "Droid Sans Fallback", "AR PL UMing CN", "Microsoft YaHei", "PingFang SC")
+
+
+@cache
+def packaged_cjk_font() -> Path | None:
+    """Register the CJK font murmur depends on with matplotlib, once per process; its path, or None when
+    the package is missing (then only system fonts can draw Chinese).
+
+    Noto Sans CJK (SIL Open Font License) in one OpenType collection: simplified and traditional Chinese,
+    Japanese and Korean in the Regular weight, a font per region (matplotlib registers each face, SC
+    among them). matplotlib only scans system font folders, so a font inside a package is added by path."""
+    from matplotlib import font_manager
+
+    try:
+        import noto_cjk_sans_otc
+    except ImportError:
+        return None
+    path = Path(str(noto_cjk_sans_otc.FONT_PATH))
+    if not path.is_file():
+        return None
+    font_manager.fontManager.addfont(str(path))
+    return path
 
 
 @contextmanager
@@ -35,15 +59,16 @@ def _style(svg_text: bool = False) -> Iterator[None]:
     import matplotlib
     from matplotlib import font_manager
 
+    packaged_cjk_font()
     installed = {f.name for f in font_manager.fontManager.ttflist}
-    families = ["DejaVu Sans", *(name for name in _CJK_FONTS if name in installed)]
-    rc: dict[str, Any] = {"font.family": families, "font.size": 9, "svg.hashsalt": "murmur",
+    cjk = [name for name in _CJK_FONTS if name in installed]
+    rc: dict[str, Any] = {"font.family": ["DejaVu Sans", *cjk], "font.size": 9, "svg.hashsalt": "murmur",
                           "axes.spines.top": False}
     if svg_text:
         rc["svg.fonttype"] = "none"  # text stays text: the browser draws it, with its own CJK fonts
     with matplotlib.rc_context(rc), warnings.catch_warnings():  # type: ignore[arg-type]
-        # Without a CJK font a Chinese label is drawn as boxes; the table has it in full.
-        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from")
+        if not cjk:  # only without the package and a system CJK font: boxes, and the table has the term in full
+            warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from")
         yield
 
 

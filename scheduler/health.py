@@ -1,91 +1,44 @@
-"""The service's optional HTTP endpoint (config `service.http`): `/healthz` and Prometheus `/metrics`.
+"""The service's HTTP endpoint (config `service.http`): the dashboard at `/`, `/healthz` and Prometheus `/metrics`.
 
-A standard-library threading server on its own daemon thread: two read-only routes need no
-framework, and a slow scrape never blocks the scheduler.
+The dashboard's Starlette application (web/app.py) with the service's own health check and metrics registry,
+served by uvicorn on a daemon thread (web/server.py): a slow request or scrape never blocks the scheduler.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import re
-import socket
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
-logger = logging.getLogger(__name__)
+from murmur.web.server import WebServer, parse_address
 
-_ADDRESS = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[\w.-]+)):(?P<port>\d{1,5})$")
+if TYPE_CHECKING:
+    from murmur.web.views import Context
 
-
-def parse_address(address: str) -> tuple[str, int]:
-    """"127.0.0.1:9464" or "[::1]:9464" -> (host, port); raises ValueError."""
-    match = _ADDRESS.match(address.strip())
-    if not match or int(match.group("port")) > 65535:
-        raise ValueError(f"{address!r} is not HOST:PORT")
-    return match.group("v6") or match.group("host"), int(match.group("port"))
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-
-def _v6_server() -> type[_Server]:
-    class V6(_Server):
-        address_family = socket.AF_INET6
-
-    return V6
+__all__ = ["HealthServer", "parse_address"]
 
 
 class HealthServer:
-    """Serves `health()` at /healthz (200 when it says ok, else 503) and `registry` at /metrics."""
+    """Serves `health()` at /healthz (200 when it says ok, else 503), `registry` at /metrics, and, given the
+    database, the dashboard at / (guarded by `token` when one is set). Raises OSError when the port is taken."""
 
     def __init__(self, address: str, health: Callable[[], tuple[bool, dict[str, Any]]],
-                 registry: CollectorRegistry) -> None:
-        host, port = parse_address(address)
+                 registry: CollectorRegistry, *, database_url: str | None = None, context: Context | None = None,
+                 token: str | None = None) -> None:
+        from murmur.web.app import create_app
 
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "murmur"
-
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/healthz":
-                    ok, body = health()
-                    self._send(200 if ok else 503, "application/json", json.dumps(body, default=str).encode())
-                elif path == "/metrics":
-                    self._send(200, CONTENT_TYPE_LATEST, generate_latest(registry))
-                else:
-                    self._send(404, "text/plain; charset=utf-8", b"not found; try /healthz or /metrics\n")
-
-            def _send(self, status: int, content_type: str, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                logger.debug("http: " + format, *args)
-
-        server_class = _v6_server() if ":" in host else _Server
-        self.server = server_class((host, port), Handler)  # raises OSError when the port is taken
-        self._thread = threading.Thread(target=self.server.serve_forever, name="murmur-http", daemon=True)
+        # Without a database (a bare health endpoint) the data views answer 503, as when the database is down.
+        app = create_app(database_url or "postgresql:///", context=context, token=token, health=health,
+                         registry=registry)
+        self._web = WebServer(address, app)
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        host = host.decode() if isinstance(host, bytes) else str(host)
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        return self._web.url
 
     def start(self) -> None:
-        self._thread.start()
+        self._web.start()
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)
+        self._web.stop()

@@ -11,7 +11,8 @@
   later than one interval is dropped: its next slot comes as soon.
 - SIGTERM/SIGINT stop it cleanly: no new jobs start, the scoring job stops between batches, a
   running crawl child gets SIGTERM (Scrapy then flushes its pipelines), then the process exits.
-- With `service.http` set, /healthz and Prometheus /metrics are served (scheduler/health.py).
+- On `service.http` (127.0.0.1:9464 by default) the dashboard, /healthz and Prometheus /metrics are served
+  (scheduler/health.py, web/).
 - Every enabled stream source (Jetstream) runs all the time in a supervised child process, restarted
   with backoff when it exits, stopped with the service (scheduler/streams.py); no crawl job for it.
 - With `import.inbox` set, files dropped in that folder are imported (scheduler/inbox.py).
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
     from murmur.scheduler.health import HealthServer
     from murmur.scheduler.inbox import Inbox
     from murmur.scheduler.streams import StreamSupervisor
+    from murmur.search import Hit
+    from murmur.store.embeddings import SearchFilters
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +101,11 @@ class Service:
         self.streams: StreamSupervisor | None = None
         self.inbox: Inbox | None = None
         self.started_at = datetime.now(UTC)
+
+    def _search(self, conn: psycopg.Connection, query: str, filters: SearchFilters, limit: int) -> list[Hit]:
+        """The dashboard's search, on the service's App: the embedding model loads on the first query (scoring
+        does not need it), in the HTTP server's thread."""
+        return self.app.search(conn, query, filters, limit=limit)
 
     def stream_sources(self) -> list[str]:
         """The enabled sources that stream (a supervised child each) rather than crawl (a scheduled job)."""
@@ -268,21 +276,40 @@ class Service:
         return ok, body
 
     def start_http(self) -> None:
-        """Serve /healthz and /metrics when `service.http` asks for it; a taken port stops the start."""
+        """Serve the dashboard, /healthz and /metrics on `service.http`. A port another process holds (a second
+        service on the same host: a hot standby) is said once in the log and the service runs on without HTTP;
+        an address that cannot be served at all, or one beyond loopback without a token, stops the start."""
+        import errno
+
         address = self.settings.service.http
         if not address:
             return
         from murmur.scheduler.health import HealthServer
+        from murmur.web.server import ListenError, check_listen
+        from murmur.web.views import Context
 
+        token = self.settings.service.token
         try:
-            self.http = HealthServer(address, self.health, self.metrics.registry)
+            check_listen(address, token, key="config key 'service.http'")
+        except ListenError as err:
+            raise ConfigError(str(err)) from None
+        context = Context(terms=self.settings.terms, sources=tuple(s.name for s in self.settings.enabled_sources()),
+                          search=self._search)
+        try:
+            self.http = HealthServer(address, self.health, self.metrics.registry, database_url=self.database_url,
+                                     context=context, token=token)
         except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                logger.warning("service.http %s is taken (another murmur service on this host?): running on "
+                               "without the dashboard, /healthz and /metrics here", address)
+                return
             raise ConfigError(
                 f"config key 'service.http' is {address!r}, which cannot be served ({err.strerror or err}); "
                 'pick another HOST:PORT, or set service.http = "" for none'
             ) from None
         self.http.start()
-        logger.info("health and metrics on %s (/healthz, /metrics)", self.http.url)
+        logger.info("health and metrics on %s (/healthz, /metrics); the dashboard at %s/", self.http.url,
+                    self.http.url)
 
     # --- streams ---
 

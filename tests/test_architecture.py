@@ -14,7 +14,7 @@ from tests.conftest import REPO
 # Folder in the repository -> its import name once installed (pyproject's package-dir).
 PACKAGES = {"murmur": "murmur", "config": "murmur.config", "crawler": "murmur.crawler",
             "sentiment": "murmur.sentiment", "scheduler": "murmur.scheduler", "store": "murmur.store",
-            "reports": "murmur.reports"}
+            "reports": "murmur.reports", "web": "murmur.web"}
 MAX_LINES = 500
 # What SQL statements look like in a string; store/ and its migrations are where they belong.
 SQL = re.compile(r"\b(SELECT\s.+\sFROM\s|INSERT\s+INTO\s|UPDATE\s+\w+\s+SET\s|DELETE\s+FROM\s"
@@ -151,3 +151,16 @@ def test_every_package_is_listed_for_installation() -> None:
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
     found = {name for name, path in modules().items() if path.name == "__init__.py"}
     assert found == listed, f"pyproject.toml's packages list misses {sorted(found - listed)}"
+
+
+def test_the_dashboard_sits_beside_the_scheduler() -> None:
+    """web/ reads reports/ and store/ (and murmur's search and topics); only the CLI and the scheduler serve it,
+    and it reaches neither them nor the application layer (the CLI hands it a searcher)."""
+    edges = graph()
+    users = sorted(m for m, deps in edges.items() if not m.startswith("murmur.web")
+                   and any(d.startswith("murmur.web") for d in deps)
+                   and not (m == "murmur.cli_web" or m.startswith("murmur.scheduler")))
+    assert not users, f"these modules import the dashboard: {users}"
+    reach = sorted(d for m, deps in edges.items() if m.startswith("murmur.web") for d in deps
+                   if d.startswith(("murmur.scheduler", "murmur.cli", "murmur.app")))
+    assert not reach, f"the dashboard imports {reach}"

@@ -12,7 +12,7 @@ from murmur.cli import build_parser, main
 from tests.conftest import REPO
 
 COMMANDS = ["crawl", "score", "aggregate", "report", "run", "serve", "demo", "status", "model", "stream", "import",
-            "search", "embed", "topics", "dedupe"]
+            "search", "embed", "topics", "dedupe", "psql"]
 
 
 def subcommands() -> dict[str, object]:

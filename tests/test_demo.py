@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 import psycopg
@@ -32,6 +33,17 @@ def test_demo_ends_with_a_dated_trend_report(server_url: str) -> None:
             " FROM posts p"
         ).fetchone()
     assert posts == scored == sum(1 for _ in {s["uri"] for v in load_recorded().values() for s in v})
+    # it ends with the commands that show its data, and they do
+    commands = [shlex.split(line.split("#")[0]) for line in re.findall(r"^  murmur .*$", out, re.M)]
+    steps = {words[-1]: words for words in commands}
+    assert steps["report"] == ["murmur", "--database-name", "murmur_demo", "report"], out
+    assert steps["psql"] == ["murmur", "--database-name", "murmur_demo", "psql"] and "web --demo" in out
+    report = run_murmur(*steps["report"][1:], db_url=server_url)
+    assert report.returncode == 0, report.stderr
+    trend_rows = r"^2025-01-\d\d\s+mastodon\s+.*$"
+    assert re.findall(trend_rows, report.stdout, re.M) == re.findall(trend_rows, out, re.M)  # the report it printed
+    count = run_murmur(*steps["psql"][1:], "-tAc", "select count(*) from posts", db_url=server_url)
+    assert count.returncode == 0 and int(count.stdout) == posts, count.stderr
 
 
 def test_run_once_crawls_scores_aggregates_and_reports(tmp_path: Path, db_url: str, conn: psycopg.Connection) -> None:

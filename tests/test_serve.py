@@ -293,6 +293,20 @@ def test_healthz_says_ok_with_the_scheduler_running_and_the_database_answering(s
     assert get(served.url + "/nothing")[0] == 404
 
 
+def test_the_service_serves_the_dashboard_beside_healthz_and_metrics(served: Served) -> None:
+    status, page = get(served.url + "/")
+    assert status == 200 and b'src="/static/app.js"' in page
+    status, body = get(served.url + "/api/trend?by=day")
+    trend = json.loads(body)
+    assert status == 200 and sum(r["posts"] for r in trend["rows"]) == 60 and trend["series"][0]["label"] == \
+        "mastodon · RedNote"
+    # Search too: the posts were embedded in the scoring pass, the query by the service's own model.
+    status, body = get(served.url + "/api/search?q=RedNote&limit=3")
+    hits = json.loads(body)
+    assert status == 200 and len(hits["rows"]) == 3, hits
+    assert all(0 < h["similarity"] <= 1 and h["source"] == "mastodon" for h in hits["rows"])
+
+
 def test_metrics_count_posts_per_source_errors_by_kind_scoring_and_job_durations(served: Served) -> None:
     status, body = get(served.url + "/metrics")
     assert status == 200
@@ -384,11 +398,22 @@ def test_healthz_is_503_when_the_database_does_not_answer_or_the_scheduler_is_no
             server.stop()
 
 
-def test_a_port_already_taken_stops_the_start_with_the_key_to_change(db_url: str) -> None:
+def test_a_port_already_taken_is_logged_once_and_the_service_runs_on_without_http(
+        db_url: str, caplog: pytest.LogCaptureFixture) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         address = f"127.0.0.1:{taken.getsockname()[1]}"
-        settings = load_settings(environ={"MURMUR_SERVICE__HTTP": address})
-        with pytest.raises(ConfigError, match=r"config key 'service.http' is '127\.0\.0\.1:\d+'.*pick another"):
-            Service(settings, db_url).start_http()
+        service = Service(load_settings(environ={"MURMUR_SERVICE__HTTP": address}), db_url)
+        service.start_http()  # a hot standby on the same host: no HTTP, no failure
+    assert service.http is None
+    said = [r for r in caplog.records if "is taken" in r.getMessage()]
+    assert len(said) == 1 and address in said[0].getMessage() and said[0].levelname == "WARNING"
+
+
+def test_an_address_that_cannot_be_served_or_needs_a_token_stops_the_start(db_url: str) -> None:
+    settings = load_settings(environ={"MURMUR_SERVICE__HTTP": "192.0.2.1:9464", "MURMUR_SERVICE__TOKEN": "t" * 24})
+    with pytest.raises(ConfigError, match=r"config key 'service.http' is '192\.0\.2\.1:9464'.*pick another"):
+        Service(settings, db_url).start_http()  # TEST-NET-1: no interface here has it
+    with pytest.raises(ConfigError, match="MURMUR_SERVICE__TOKEN"):
+        Service(load_settings(environ={"MURMUR_SERVICE__HTTP": "0.0.0.0:0"}), db_url).start_http()
