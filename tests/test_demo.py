@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from murmur.demo_server import load_recorded
-from tests.conftest import only_sources, run_murmur
+from tests.conftest import REPO, murmur_env, only_sources, run_murmur
 from tests.fakemastodon import FakeMastodon as ReplayServer
 
 pytestmark = pytest.mark.slow
@@ -44,6 +47,23 @@ def test_demo_ends_with_a_dated_trend_report(server_url: str) -> None:
     assert re.findall(trend_rows, report.stdout, re.M) == re.findall(trend_rows, out, re.M)  # the report it printed
     count = run_murmur(*steps["psql"][1:], "-tAc", "select count(*) from posts", db_url=server_url)
     assert count.returncode == 0 and int(count.stdout) == posts, count.stderr
+    # `murmur web --demo` serves the same data
+    web = subprocess.Popen([sys.executable, "-m", "murmur", "web", "--demo", "--listen", "127.0.0.1:0"],
+                           env=murmur_env(server_url), stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        lines = []
+        while web.stderr and len(lines) < 50 and not (url := re.search(r"dashboard at (http://\S+?)/", lines[-1]
+                                                                       if lines else "")):
+            lines.append(web.stderr.readline())
+        assert url, lines
+        with urllib.request.urlopen(url.group(1) + "/api/trend?by=day", timeout=30) as response:
+            trend = json.load(response)
+        assert sum(r["posts"] for r in trend["rows"]) == sum(
+            int(m) for m in re.findall(r"^2025-01-\d\d\s+mastodon\s+.*?\s(\d+)\s+\d+\s+\d+\s+\d+\s+[+-]",
+                                       report.stdout, re.M))
+    finally:
+        web.terminate()
+        web.wait(timeout=30)
 
 
 def test_run_once_crawls_scores_aggregates_and_reports(tmp_path: Path, db_url: str, conn: psycopg.Connection) -> None:
