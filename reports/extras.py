@@ -4,6 +4,7 @@ languages the posts are in."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -61,9 +62,15 @@ def _with_previous(f: Filters) -> PostScope:
 def cooccurrence(conn: psycopg.Connection, f: Filters, *, top: int = 5) -> list[Cooccurrence]:
     """Per period, the `top` hashtags and other terms in the posts matching the tracked terms,
     most posts first, each flagged `new` when the period before had none of it."""
+    return rank_cooccurrence(cooccurrence_counts(conn, unit=f.by, scope=_with_previous(f), top=top), f, top=top)
+
+
+def rank_cooccurrence(rows: Iterable[tuple[Any, ...]], f: Filters, *, top: int) -> list[Cooccurrence]:
+    """`cooccurrence` from store.reports.cooccurrence_counts' rows (every entry, or at least each period's
+    `top` and those of the period after it)."""
     totals: dict[datetime, int] = {}
     counts: dict[datetime, dict[tuple[str, str], int]] = defaultdict(dict)
-    for period, total, entry, kind, n in cooccurrence_counts(conn, unit=f.by, scope=_with_previous(f)):
+    for period, total, entry, kind, n in rows:
         totals[period] = total
         if entry is not None:
             counts[period][(entry, kind)] = n
@@ -85,5 +92,5 @@ def cooccurrence(conn: psycopg.Connection, f: Filters, *, top: int = 5) -> list[
 
 def language_mix(conn: psycopg.Connection, f: Filters) -> list[LanguageMix]:
     """Per period and source, how many posts are in English, in Chinese, and in anything else
-    (unknown included). --lang does not narrow it: the mix is the point."""
-    return [LanguageMix(*row) for row in language_counts(conn, unit=f.by, scope=post_scope(replace(f, langs=())))]
+    (unknown included), among the posts the filters select: --lang narrows it as it narrows the trend."""
+    return [LanguageMix(*row) for row in language_counts(conn, unit=f.by, scope=post_scope(f))]

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from murmur.reports.filters import Filters
+from murmur.reports.filters import Filters, ReportError
 from murmur.reports.series import post_scope
-from murmur.store.reports import alerts_in_range, top_scored_posts
+from murmur.store.reports import TOP_LIMIT, alerts_in_range, top_scored_posts
 
 if TYPE_CHECKING:
     import psycopg
@@ -49,7 +49,10 @@ class Alert:
 
 def top_posts(conn: psycopg.Connection, f: Filters, model: str, *, limit: int = 5) -> tuple[list[TopPost],
                                                                                           list[TopPost]]:
-    """(most positive, most negative) posts in the range; ties go to the most engaged."""
+    """(most positive, most negative) posts in the range; ties go to the most engaged. `limit` is at most
+    TOP_LIMIT (50): the report tables keep that many per bucket (a ReportError beyond)."""
+    if not 1 <= limit <= TOP_LIMIT:
+        raise ReportError(f"--top must be from 1 to {TOP_LIMIT} (the top posts kept per bucket), not {limit}")
     scope = post_scope(f)
     positive = top_scored_posts(conn, model=model, scope=scope, positive=True, limit=limit)
     negative = top_scored_posts(conn, model=model, scope=scope, positive=False, limit=limit)

@@ -1,15 +1,18 @@
 """The queries behind `murmur report` that the trend series (store/trends.py) does not answer: series
-counted from the posts, co-occurring hashtags and terms, the language mix, top posts, alerts, and what
-the aggregates hold (models, terms, sources, span) for checking filters and explaining an empty report."""
+counted from the posts, co-occurring hashtags and terms, the language mix and top posts (from the report
+tables the aggregation keeps, store/rollups.py), alerts, and what the aggregates hold (models, terms,
+sources, span) for checking filters and explaining an empty report."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
+
+from murmur.store.rollups import KEPT_LEVELS, TOP_KEPT
 
 if TYPE_CHECKING:
     import psycopg
@@ -82,95 +85,182 @@ def series_from_posts(
     return conn.execute(query, scope.params() | {"unit": unit, "model": model}).fetchall()
 
 
-# --- what co-occurs, in which languages ------------------------------------------------------------
+# --- what co-occurs, in which languages, the top posts: from the report tables --------------------------
 
-# The posts a report covers, whatever their score.
-_MATCHED = sql.SQL("""
-SELECT p.id, date_trunc(%(unit)s, p.created_at, 'UTC') AS period, p.terms, p.tags
-FROM posts p
-WHERE {in_scope}
-""").format(in_scope=_IN_SCOPE)
+# The report tables (migration 0013, kept by store/rollups.py) hold hour and day buckets; a report's range
+# is whole buckets of its base (hour for --by hour, day for day and week), which PostScope holds once made
+# by reports.series.post_scope: a bucket counts when its start is in [since, until). The figures are those
+# the posts give (store/report_scan.py counts them so) for every post the aggregation has seen.
+_IN_ROLLUP = sql.SQL("""r.bucket_size = %(base)s AND r.level = {level}
+  AND (%(since_at)s::timestamptz IS NULL OR r.bucket_start >= %(since_at)s)
+  AND (%(until_at)s::timestamptz IS NULL OR r.bucket_start < %(until_at)s)
+  AND (%(terms)s::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest(r.terms) t WHERE lower(t) = ANY (%(terms)s)))
+  AND (%(sources)s::text[] IS NULL OR r.source = ANY (%(sources)s))
+  AND (%(langs)s::text[] IS NULL OR r.lang = ANY (%(langs)s))""")
 
-# A hashtag that is only a matched term written as a hashtag (#rednote on a RedNote post,
-# #tiktokrefugees on a "TikTok refugee" one) says nothing new, so it is left out. Other terms are
-# those besides the ones asked for (--term), or, with none asked for, any term that shares a post
-# with another.
+_BASE = {"hour": "hour", "day": "day", "week": "day"}
+
+# The level (migration 0013) that keeps exactly (source, lang, terms) -> its number. Where a table does not
+# keep that level, level 0 (which keeps all three) answers: summing over what a query does not need is still
+# right, only slower.
+_LEVELS = {(True, True, True): 0, (False, False, False): 1, (False, False, True): 4, (True, True, False): 5}
+
+
+def _level(table: str, scope: PostScope, *, source: bool = False, lang: bool = False, terms: bool = False) -> int:
+    """The coarsest level of `table` that keeps what the scope filters on and what the query groups by."""
+    level = _LEVELS.get((source or bool(scope.sources), lang or bool(scope.langs), terms or bool(scope.terms)), 0)
+    return level if level in KEPT_LEVELS[table] else 0
+
+
+# Each post is in exactly one term-set row of a level, so the sums are distinct posts. A term set may hold
+# a term twice (as the post did): it still counts the post once for it.
 _COOCCURRENCE = """
-WITH matched AS ({matched}),
-totals AS (SELECT period, count(*) AS posts FROM matched GROUP BY 1),
+WITH sets AS (
+    SELECT date_trunc(%(unit)s, r.bucket_start, 'UTC') AS period, r.terms, sum(r.posts) AS posts
+    FROM report_term_sets r
+    WHERE {in_sets}
+    GROUP BY 1, 2
+),
+totals AS (SELECT period, sum(posts) AS posts FROM sets GROUP BY 1),
 entries AS (
-    SELECT m.period, m.id, '#' || lower(tag) AS entry, 'tag' AS kind
-    FROM matched m CROSS JOIN LATERAL unnest(m.tags) AS tag
-    WHERE NOT EXISTS (
-        SELECT 1 FROM unnest(m.terms) AS t, lower(regexp_replace(t, '\\s+', '', 'g')) AS h
-        WHERE lower(tag) IN (h, h || 's')
-    )
-    UNION
-    SELECT m.period, m.id, t, 'term'
-    FROM matched m CROSS JOIN LATERAL unnest(m.terms) AS t
-    WHERE CASE WHEN %(terms)s::text[] IS NULL THEN cardinality(m.terms) > 1 ELSE lower(t) <> ALL (%(terms)s) END
+    SELECT date_trunc(%(unit)s, r.bucket_start, 'UTC') AS period, r.tag AS entry, 'tag' AS kind, sum(r.posts) AS n
+    FROM report_tags r
+    WHERE {in_tags}
+    GROUP BY 1, 2
+    UNION ALL
+    SELECT s.period, u.t, 'term', sum(s.posts)
+    FROM sets s CROSS JOIN LATERAL (SELECT DISTINCT t FROM unnest(s.terms) AS t) u
+    WHERE CASE WHEN %(terms)s::text[] IS NULL THEN cardinality(s.terms) > 1 ELSE lower(u.t) <> ALL (%(terms)s) END
+    GROUP BY 1, 2
+),
+ranked AS (
+    SELECT e.*, row_number() OVER (PARTITION BY e.period ORDER BY e.n DESC, e.entry COLLATE "C") AS rank
+    FROM entries e
+),
+-- With `top`: the entries ranked in a period's first `top`, and those ranked so in the period after it
+-- (whose `previous` count and `new` flag they give); Python's string order is "C"'s, code points.
+kept AS (
+    SELECT r.period, r.entry, r.kind, r.n FROM ranked r
+    WHERE %(top)s::int IS NULL OR r.rank <= %(top)s
+       OR EXISTS (SELECT 1 FROM ranked x WHERE x.period = r.period + %(step)s::interval AND x.entry = r.entry
+                  AND x.kind = r.kind AND x.rank <= %(top)s)
 )
-SELECT t.period, t.posts, e.entry, e.kind, count(DISTINCT e.id)::int
-FROM totals t LEFT JOIN entries e ON e.period = t.period
-GROUP BY 1, 2, 3, 4
+SELECT t.period, t.posts::int, e.entry, e.kind, COALESCE(e.n, 0)::int
+FROM totals t LEFT JOIN kept e ON e.period = t.period
 ORDER BY 1, 5 DESC, 3
 """
+# A period's length in hours, never in days: a day added to a timestamptz follows the session's time zone.
+_STEP = {"hour": "1 hour", "day": "24 hours", "week": "168 hours"}
 
 _LANGUAGES = """
-WITH matched AS ({matched})
-SELECT m.period, p.source, count(*)::int,
-       (count(*) FILTER (WHERE lower(p.lang) = 'en' OR lower(p.lang) LIKE 'en-%%'))::int,
-       (count(*) FILTER (WHERE lower(p.lang) = 'zh' OR lower(p.lang) LIKE 'zh-%%'))::int
-FROM matched m JOIN posts p ON p.id = m.id
+SELECT date_trunc(%(unit)s, r.bucket_start, 'UTC'), r.source, sum(r.posts)::int,
+       COALESCE(sum(r.posts) FILTER (WHERE r.lang = 'en' OR r.lang LIKE 'en-%%'), 0)::int,
+       COALESCE(sum(r.posts) FILTER (WHERE r.lang = 'zh' OR r.lang LIKE 'zh-%%'), 0)::int
+FROM report_term_sets r
+WHERE {in_rollup}
 GROUP BY 1, 2
 ORDER BY 1, 2
 """
 
 
-def cooccurrence_counts(conn: psycopg.Connection, *, unit: str, scope: PostScope) -> list[tuple[Any, ...]]:
+def _rollup_params(unit: str, scope: PostScope, level: int) -> dict[str, Any]:
+    if unit not in _BASE:
+        raise ValueError(f"unit must be one of {', '.join(_BASE)}, not {unit!r}")
+    return scope.params() | {"unit": unit, "base": _BASE[unit], "level": level}
+
+
+def cooccurrence_counts(conn: psycopg.Connection, *, unit: str, scope: PostScope,
+                        top: int | None = None) -> list[tuple[Any, ...]]:
     """(period, matched posts in it, entry, kind, posts holding it) per `unit` period, most held first;
     entry is '#hashtag' (kind 'tag') or another tracked term (kind 'term'), None for a period with
-    neither."""
-    query = sql.SQL(_COOCCURRENCE).format(matched=_MATCHED)
-    return conn.execute(query, scope.params() | {"unit": unit}).fetchall()
+    neither. `top`: only the entries among a period's `top` most held (ties by entry) or the next period's
+    (what reports.extras.cooccurrence ranks and compares); None: every entry."""
+    # The term sets are needed whole (the other terms come from them); the hashtags only as the filters ask.
+    query = sql.SQL(_COOCCURRENCE).format(in_sets=_IN_ROLLUP.format(level=sql.Placeholder("level")),
+                                          in_tags=_IN_ROLLUP.format(level=sql.Placeholder("tag_level")))
+    params = _rollup_params(unit, scope, _level("report_term_sets", scope, terms=True)) | {
+        "tag_level": _level("report_tags", scope), "top": top, "step": _STEP[unit]}
+    return conn.execute(query, params).fetchall()
 
 
 def language_counts(conn: psycopg.Connection, *, unit: str, scope: PostScope) -> list[tuple[Any, ...]]:
     """(period, source, posts, in English, in Chinese) per `unit` period and source, scored or not."""
-    query = sql.SQL(_LANGUAGES).format(matched=_MATCHED)
-    return conn.execute(query, scope.params() | {"unit": unit}).fetchall()
+    query = sql.SQL(_LANGUAGES).format(in_rollup=_IN_ROLLUP.format(level=sql.Placeholder("level")))
+    level = _level("report_term_sets", scope, source=True, lang=True)
+    return conn.execute(query, _rollup_params(unit, scope, level)).fetchall()
 
 
 # --- top posts and alerts --------------------------------------------------------------------------
 
-# The top_posts view (migration 0003) where it exists; the same columns from the tables otherwise.
-_TOP_POSTS_INLINE = sql.SQL("""
-SELECT p.id AS post_id, p.source, p.url, p.author, p.text, p.lang, p.created_at, p.terms, p.tags,
-       s.model, s.label, s.positive - s.negative AS polarity,
-       COALESCE(p.likes, 0) + COALESCE(p.replies, 0) + COALESCE(p.reposts, 0) AS engagement
-FROM posts p JOIN sentiment_scores s ON s.post_id = p.id
-""")
+TOP_LIMIT = TOP_KEPT  # the most top posts a report can ask for: what the report tables keep per group
 
-_TOP = """
-SELECT source, url, author, text, lang, created_at, terms, label, polarity::float8, engagement::bigint
-FROM ({posts}) AS p
-WHERE model = %(model)s AND {side} AND {in_scope}
-ORDER BY {order}, engagement DESC, created_at DESC
-LIMIT %(limit)s
+# The `limit` best of each group in the range, the best `limit` of those, then their text from the posts.
+# Ties go to the most engaged, then the newest, then the highest id (the tables' own order).
+_TOP_ROLLUP = """
+SELECT p.source, p.url, p.author, p.text, p.lang, p.created_at, p.terms, s.label, r.polarity::float8, r.engagement
+FROM (
+    SELECT r.post_id, r.polarity, r.engagement, r.created_at
+    FROM ({pieces}) AS r
+    WHERE (%(terms)s::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest(r.terms) t WHERE lower(t) = ANY (%(terms)s)))
+      AND (%(sources)s::text[] IS NULL OR r.source = ANY (%(sources)s))
+      AND (%(langs)s::text[] IS NULL OR r.lang = ANY (%(langs)s))
+    ORDER BY {order}
+    LIMIT %(limit)s
+) r
+JOIN posts p ON p.id = r.post_id
+JOIN sentiment_scores s ON s.post_id = r.post_id AND s.model = %(model)s
+ORDER BY {order}
 """
+_TOP_PIECE = """
+SELECT * FROM report_top_posts
+WHERE model = %(model)s AND positive = %(positive)s AND bucket_size = {size} AND level = %(level)s
+  AND rank <= %(limit)s
+  AND ({lo}::timestamptz IS NULL OR bucket_start >= {lo}) AND ({hi}::timestamptz IS NULL OR bucket_start < {hi})"""
+_TOP_ORDER = {
+    True: "r.polarity DESC, r.engagement DESC, r.created_at DESC, r.post_id DESC",
+    False: "r.polarity ASC, r.engagement DESC, r.created_at DESC, r.post_id DESC",
+}
 
-_SIDES = {True: ("polarity > 0", "polarity DESC"), False: ("polarity < 0", "polarity ASC")}
+
+def _top_pieces(since: datetime | None, until: datetime | None) -> list[tuple[str, datetime | None, datetime | None]]:
+    """[since, until) as (bucket size, start, end) pieces: whole days from the day rows, the hours before the
+    first whole day and after the last from the hour rows (None: open)."""
+    first_day = _day(since, up=True) if since else None
+    last_day = _day(until, up=False) if until else None
+    if first_day and last_day and first_day > last_day:  # within one day
+        return [("hour", since, until)]
+    pieces: list[tuple[str, datetime | None, datetime | None]] = [("day", first_day, last_day)]
+    if since and first_day and since < first_day:
+        pieces.append(("hour", since, first_day))
+    if until and last_day and last_day < until:
+        pieces.append(("hour", last_day, until))
+    return pieces
+
+
+def _day(t: datetime, *, up: bool) -> datetime:
+    t = t.astimezone(UTC)
+    start = t.replace(hour=0, minute=0, second=0, microsecond=0)
+    return start + timedelta(days=1) if up and start != t else start
 
 
 def top_scored_posts(
     conn: psycopg.Connection, *, model: str, scope: PostScope, positive: bool, limit: int
 ) -> list[tuple[Any, ...]]:
     """(source, url, author, text, lang, created_at, terms, label, polarity, engagement) of the `limit`
-    most positive (or most negative) posts; ties go to the most engaged, then the newest."""
-    posts = sql.SQL("SELECT * FROM top_posts") if relation_exists(conn, "top_posts") else _TOP_POSTS_INLINE
-    side, order = _SIDES[positive]
-    query = sql.SQL(_TOP).format(posts=posts, side=sql.SQL(side), order=sql.SQL(order), in_scope=_IN_SCOPE)
-    return conn.execute(query, scope.params() | {"model": model, "limit": limit}).fetchall()
+    (at most TOP_LIMIT) most positive (or most negative) posts; ties go to the most engaged, then the
+    newest."""
+    if not 1 <= limit <= TOP_LIMIT:
+        raise ValueError(f"limit must be from 1 to {TOP_LIMIT}, not {limit}")
+    params: dict[str, Any] = scope.params() | {"model": model, "positive": positive, "limit": limit,
+                                               "level": _level("report_top_posts", scope)}
+    pieces = []
+    for i, (size, lo, hi) in enumerate(_top_pieces(scope.since, scope.until)):
+        params |= {f"lo{i}": lo, f"hi{i}": hi}
+        pieces.append(sql.SQL(_TOP_PIECE).format(size=sql.Literal(size), lo=sql.Placeholder(f"lo{i}"),
+                                                 hi=sql.Placeholder(f"hi{i}")))
+    query = sql.SQL(_TOP_ROLLUP).format(pieces=sql.SQL("\nUNION ALL\n").join(pieces),
+                                        order=sql.SQL(_TOP_ORDER[positive]))
+    return conn.execute(query, params).fetchall()
 
 
 _ALERTS = """
