@@ -18,14 +18,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .centring import EMBEDDING_MODEL
 from .shared_pass import DIMENSIONS, E5_PREFIX, Encode, logits_and_embeddings, shared_encode, shares_pass
 
 if TYPE_CHECKING:
     from .scorer import Scorer
 
 __all__ = ["DIMENSIONS", "EMBEDDING_MODEL", "Embedder", "logits_and_embeddings", "shares_pass"]
-# The id stored in post_embeddings.model: the encoder, the treatment, and the centring means' version.
-EMBEDDING_MODEL = "multilingual-e5-small/centred@1"
 
 
 
