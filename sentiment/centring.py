@@ -32,10 +32,6 @@ if TYPE_CHECKING:
 MEANS_DIR = Path(__file__).resolve().parent / "models" / "e5-centring"
 MEANS_FILE = MEANS_DIR / "means.safetensors"
 VERSION = 1
-# The id stored in post_embeddings.model: the encoder, the treatment, and the centring means' version. Here, not
-# in embeddings.py (which re-exports it), so that naming it imports no torch: a report's topics section and the
-# alerts read embeddings by this id without loading a model.
-EMBEDDING_MODEL = f"multilingual-e5-small/centred@{VERSION}"
 FALLBACK = "*"  # the key of the mean of the means
 SAMPLE = 2000
 SEED = 14

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .centring import EMBEDDING_MODEL
+from .embedding_id import EMBEDDING_MODEL
 from .shared_pass import DIMENSIONS, E5_PREFIX, Encode, logits_and_embeddings, shared_encode, shares_pass
 
 if TYPE_CHECKING:

@@ -308,3 +308,9 @@ def test_hybrid_search_brings_in_the_posts_that_hold_a_rare_word(stored: psycopg
                      MURMUR_MODEL__DEVICE="cpu")
     assert out.returncode == 0, out.stderr
     assert "Zorblaxia" in json.loads(out.stdout)[0]["text"]
+
+
+def test_the_stored_embeddings_id_names_the_centring_means_version() -> None:
+    from murmur.sentiment.centring import VERSION
+
+    assert EMBEDDING_MODEL == f"multilingual-e5-small/centred@{VERSION}"

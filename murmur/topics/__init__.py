@@ -139,7 +139,7 @@ def find_topics(conn: psycopg.Connection, filters: SearchFilters, *, by: str = "
     (else the last), each compared with the period before it; `last`: only the last so many periods.
     `score_model`: whose scores give the mean polarity. Raises EmbeddingsUnavailable without pgvector."""
     from murmur.search import EmbeddingsUnavailable
-    from murmur.sentiment.centring import EMBEDDING_MODEL
+    from murmur.sentiment.embedding_id import EMBEDDING_MODEL
     from murmur.store.embeddings import embeddings_available
     from murmur.store.topics import embedded_span, period_posts
 

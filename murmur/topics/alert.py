@@ -48,7 +48,7 @@ def as_alert(topic: Topic, model: str, period_posts: int) -> AlertRow:
 
 def check_topics(conn: psycopg.Connection, settings: AlertSettings, *, now: datetime | None = None) -> list[AlertRow]:
     """Check the latest complete day once (inside the caller's transaction); the alerts it found, unstored."""
-    from murmur.sentiment.centring import EMBEDDING_MODEL
+    from murmur.sentiment.embedding_id import EMBEDDING_MODEL
     from murmur.store.embeddings import SearchFilters, embeddings_available
     from murmur.store.topics import claim_topic_check, newest_post_at, period_posts, topic_checks_available
     from murmur.store.trends import latest_model
