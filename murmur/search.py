@@ -57,6 +57,7 @@ def search_posts(conn: psycopg.Connection, embedder: Embedder, centring: Centrin
     """The `limit` posts closest in meaning to `query`, in any language, within `filters`; `hybrid` mixes in
     the posts that hold the query's words (hybrid_ranking)."""
     from murmur.store.embeddings import embeddings_available, search_nearest
+    from murmur.store.lexical import lexical_available
 
     if not query.strip():
         raise UserError("the query is empty; give a few words, e.g. murmur search \"cooking at home\"")
@@ -64,6 +65,8 @@ def search_posts(conn: psycopg.Connection, embedder: Embedder, centring: Centrin
         raise UserError(f"--limit must be between 1 and {MAX_LIMIT}")
     if not embeddings_available(conn):
         raise EmbeddingsUnavailable()
+    if hybrid and not lexical_available(conn):
+        raise LexicalUnavailable()
     vector = centring.apply(embedder.embed([query]), [query_language(query)])[0]
     if hybrid:
         rows = _hybrid_rows(conn, model, query, vector, filters, limit)
@@ -104,11 +107,9 @@ def hybrid_ranking(semantic: list[int], lexical: list[int], limit: int) -> list[
 def _hybrid_rows(conn: psycopg.Connection, model: str, query: str, vector: Any, filters: SearchFilters,
                  limit: int) -> list[dict[str, Any]]:
     from murmur.store.embeddings import search_nearest
-    from murmur.store.lexical import lexical_available, lexical_matches, posts_with_similarity
+    from murmur.store.lexical import lexical_matches, posts_with_similarity
     from murmur.topics.words import tokenize
 
-    if not lexical_available(conn):
-        raise LexicalUnavailable()
     wanted = min(MAX_LIMIT, CANDIDATES * limit)
     semantic = search_nearest(conn, model, vector, filters, wanted)
     words = tokenize(query) or query.split()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from murmur.store.embeddings import register
+from murmur.store.embeddings import register, use_iterative_scan
 
 if TYPE_CHECKING:
     import psycopg
@@ -99,12 +99,6 @@ class LinkRun:
     linked: int  # links written or moved (a post's duplicate_of changed)
 
 
-def _use_iterative_scan(conn: psycopg.Connection) -> None:
-    # Transaction-local (is_local = true): the caller's transaction, never the session.
-    conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-                 "set_config('hnsw.ef_search', %s, true)", (str(max(40, 2 * NEIGHBOURS)),))
-
-
 def link_duplicates(conn: psycopg.Connection, model: str, post_ids: Sequence[int], *, threshold: float,
                     window: timedelta) -> LinkRun:
     """Link each of `post_ids` (with a `model` embedding) to the earliest post within `threshold` cosine
@@ -114,7 +108,7 @@ def link_duplicates(conn: psycopg.Connection, model: str, post_ids: Sequence[int
     if not post_ids:
         return LinkRun(0, 0)
     register(conn)
-    _use_iterative_scan(conn)
+    use_iterative_scan(conn, max(40, 2 * NEIGHBOURS))
     rows = conn.execute(_CANDIDATES, {"ids": list(post_ids), "model": model, "window": window, "k": NEIGHBOURS,
                                       "max_distance": 1.0 - threshold}).fetchall()
     # Each post's candidate roots, and when every post and root was created (the earliest one keeps a group).

@@ -21,7 +21,8 @@ from murmur.config import load_settings
 from murmur.crawler.items import Post
 from murmur.search import EmbeddingsUnavailable
 from murmur.sentiment.embeddings import EMBEDDING_MODEL, Embedder
-from murmur.store.embeddings import SearchFilters, embeddings_available
+from murmur.store import embeddings as store_embeddings
+from murmur.store.embeddings import SearchFilters, embeddings_available, exact_search
 from murmur.store.migrate import migrate
 from murmur.store.posts import upsert_posts
 from tests.conftest import FIXTURES, run_murmur
@@ -99,7 +100,15 @@ def test_a_query_in_one_language_finds_the_other_languages_posts_on_its_subject(
     assert sum(lang == other for _, lang in on_subject) >= 3, on_subject
 
 
-def test_filters_are_applied_inside_the_index_query(stored: psycopg.Connection, app: App) -> None:
+@pytest.mark.parametrize("path", ["index", "exact"])
+def test_filters_are_applied_inside_the_index_query(stored: psycopg.Connection, app: App, path: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # Both paths: the HNSW scan with the filters inside it, and the exact scan of the filtered posts that narrow
+    # filters take (here every filter is narrow: 40 posts).
+    if path == "index":
+        monkeypatch.setattr(store_embeddings, "EXACT_SCAN_ROWS", 0)
+    assert exact_search(stored, SearchFilters(langs=("zh",))) is (path == "exact")
+    assert exact_search(stored, SearchFilters()) is False  # no filter: always the index
     query = "cooking dinner at home"
     zh = app.search(stored, query, SearchFilters(langs=("zh",)), limit=5)
     assert len(zh) == 5 and {h.lang for h in zh} == {"zh"} and {h.source for h in zh} == {"bluesky"}
@@ -267,8 +276,13 @@ def test_an_int8_model_stores_the_plain_e5_embedding_from_its_own_int8_pass(conn
     from murmur.sentiment.embeddings import shares_pass
 
     assert shares_pass(int8.load_scorer(e5_model()).model)
+    from murmur.sentiment.quantize import full_range_activations
+
     cosines = (stored * expected).sum(axis=1) / np.linalg.norm(stored, axis=1) / np.linalg.norm(expected, axis=1)
-    assert cosines.min() > 0.98 and np.abs(stored - expected).max() > 1e-6
+    # 8-bit activations (VNNI/AMX CPUs) keep them within 0.98; 7-bit ones (older x86: an AVX2-only EPYC measured
+    # 0.973 for the worst of these four) within 0.96.
+    assert cosines.min() > (0.98 if full_range_activations() else 0.96), cosines
+    assert np.abs(stored - expected).max() > 1e-6
 
 
 def test_hybrid_ranking_fuses_ranks_not_scores() -> None:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from murmur.errors import EXIT_USAGE, MurmurError
 from murmur.reports.filters import COMPARE, PERIODS, Filters, ReportError
+from murmur.store.reports import TOP_LIMIT
 
 MAX_QUERY = 2000  # characters in a query string
 MAX_VALUES = 50  # values of one list parameter (terms, sources, languages)
@@ -21,7 +22,7 @@ MAX_SEARCH = 500  # characters in a search query
 # The widest range a request may ask for, per period: every period of it is a point on the chart.
 MAX_SPAN = {"hour": timedelta(days=92), "day": timedelta(days=3 * 366), "week": timedelta(days=20 * 366)}
 MAX_PERIODS = 92 * 24  # points per series in one answer (an open range is checked once its span is known)
-MAX_TOP = 50  # top posts and co-occurring entries per period
+MAX_TOP = TOP_LIMIT  # top posts and co-occurring entries per period: what the report tables keep
 MAX_PAGE_SIZE = 200
 MAX_OFFSET = 10_000  # page * page_size: deeper than this, narrow the filters
 MAX_SEARCH_LIMIT = 100
