@@ -163,6 +163,39 @@ def _name(query: Any) -> str:
     return str(query)[:40]
 
 
+def dashboard_requests(url: str, last: datetime) -> tuple[float, str]:
+    """Each dashboard data request (GET /api/VIEW, as the page sends them) through the dashboard's own app in
+    process, best of 3 after a warm-up: the server's time (the query, the JSON), no network. Returns the slowest."""
+    from starlette.testclient import TestClient
+
+    from web.app import create_app
+
+    day = (last - timedelta(days=3)).date().isoformat()
+    filtered = "term=RedNote&term=小红书&source=bluesky&source=rednote&lang=zh"
+    requests = [
+        "trend", "trend?by=hour&since=" + (last - timedelta(days=2)).date().isoformat(), "trend?by=week",
+        "trend?" + filtered, "trend?dedupe=1", "compare?compare=source", "compare?compare=lang", "share",
+        "cooccurrence", "cooccurrence?" + filtered, "languages", "languages?" + filtered, "top", "top?top=50",
+        f"posts?bucket={day}", f"posts?bucket={day}&page=20", "alerts", "sources", "options",
+    ]
+    slowest = (0.0, "")
+    with TestClient(create_app(url)) as client:
+        for request in requests:
+            path = "/api/" + request
+            first = client.get(path)
+            if first.status_code != 200:
+                raise SystemExit(f"dashboard {path}: HTTP {first.status_code}: {first.text[:200]}")
+            times = []
+            for _ in range(3):
+                started = time.perf_counter()
+                client.get(path)
+                times.append((time.perf_counter() - started) * 1000)
+            rows = len(first.json().get("rows", []))
+            print(f"dashboard /api/{request}: {min(times):.0f} ms ({rows} rows)", flush=True)
+            slowest = max(slowest, (min(times), request))
+    return slowest
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--posts", type=int, default=1_000_000, help="posts (default 1000000)")
@@ -261,6 +294,8 @@ def main() -> int:
         print(f"top posts, --top 50 (the most kept), whole range: {(time.perf_counter() - started) * 1000:.0f} ms")
         conn.commit()
 
+        dashboard_slowest = dashboard_requests(url, last)
+
         detect = detector(AlertSettings())
         incremental = []
         for k, with_detection in ((0, False), (1, True)):
@@ -278,6 +313,8 @@ def main() -> int:
                   f"({run.scores} scores, {run.buckets} buckets, {run.report_buckets} report hours)", flush=True)
             incremental.append(seconds)
 
+    print(f"dashboard: slowest data request {dashboard_slowest[0]:.0f} ms ({dashboard_slowest[1]}) at {n} posts "
+          f"over {args.days} days")
     print(f"murmur report: table {processes['table']:.2f}s, json {processes['json']:.2f}s, html "
           f"{processes['html']:.2f}s, slowest query {slowest[0]:.0f} ms ({slowest[1]}), rebuild {rebuild:.1f}s "
           f"({rebuild / n * 1e6:.1f}s per 1M posts, report tables {tables_alone:.1f}s), "

@@ -2,6 +2,7 @@
 recall against an exact scan, and `murmur topics` over a week of 100,000 posts.
 
     python bench/search.py [--posts 1000000] [--sample 2000] [--sigma 0.01] [--data-dir DIR] [--reuse]
+                           [--ef 100,200,400]
 
 The data: `--sample` texts per language (seeded; default English from val.tsv, Chinese from zh_hotel.tsv and
 zh_shopping.tsv of ../shared/data/sentiment, `--texts LANG=FILE[,FILE]` for others) are embedded by the
@@ -270,6 +271,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="timed passes over the queries (default 2)")
     parser.add_argument("--recall-filters", action="store_true",
                         help="also measure recall with filters (an exact scan per query and filter set: slower)")
+    parser.add_argument("--ef", default="", metavar="N[,N]",
+                        help="also measure recall@10 and the index query's time at these hnsw.ef_search values "
+                             "(no filters), e.g. --ef 100,200,400")
     parser.add_argument("--data-dir", type=Path, help="the embedded PostgreSQL's directory (default: a new temp dir)")
     parser.add_argument("--reuse", action="store_true", help="measure the database an earlier run filled")
     parser.add_argument("--database-url", default=os.environ.get("MURMUR_DATABASE_URL"),
@@ -369,6 +373,16 @@ def main() -> int:
                 continue
             print(f"search recall@10: {statistics.mean(found):.3f} (min {min(found):.1f}; {len(found)} queries "
                   f"against an exact scan, {n:,} embeddings, {name})")
+
+        exact_top = [exact_ids(conn, model, v, SearchFilters(), 10) for v in vectors] if args.ef else []
+        for ef in (int(x) for x in args.ef.split(",") if x.strip()):
+            found = [len({int(r["id"]) for r in search_nearest(conn, model, v, SearchFilters(), 10, ef=ef)}
+                         & set(exact)) / len(exact) for v, exact in zip(vectors, exact_top, strict=True) if exact]
+            alone, _ = time_calls(lambda v, e=ef: len(search_nearest(conn, model, v, SearchFilters(), 20, ef=e)),
+                                  vectors, args.rounds)
+            print(f"search recall@10 at ef_search {ef}: {statistics.mean(found):.3f} (min {min(found):.1f}); "
+                  f"the index query alone p50 {percentile(alone, 0.5):.1f} ms, p95 {percentile(alone, 0.95):.1f} ms "
+                  f"(limit 20, {n:,} embeddings, no filters)")
 
         started = time.perf_counter()
         topics = find_topics(conn, SearchFilters(since=week[0], until=week[1]), by="week", score_model=SCORE_MODEL)

@@ -210,10 +210,12 @@ def use_iterative_scan(conn: psycopg.Connection, ef: int, max_scan_tuples: int =
 
 
 def search_nearest(
-    conn: psycopg.Connection, model: str, query: np.ndarray, filters: SearchFilters, limit: int
+    conn: psycopg.Connection, model: str, query: np.ndarray, filters: SearchFilters, limit: int, *,
+    ef: int | None = None,
 ) -> list[dict[str, Any]]:
     """The `limit` posts whose `model` embedding is nearest to `query` (unit length), filters applied inside
-    the index scan; each a dict of SEARCH_COLUMNS."""
+    the index scan (or an exact scan of the filtered posts where they are few: exact_search); each a dict of
+    SEARCH_COLUMNS. `ef`: the HNSW candidate list (default ef_search(limit))."""
     register(conn)
     params = {"q": query, "model": model, "limit": limit, **_filter_params(filters)}
     filtered = any((filters.since, filters.until, filters.sources, filters.langs, filters.terms))
@@ -221,6 +223,6 @@ def search_nearest(
         if exact_search(conn, filters):
             rows = conn.execute(_SEARCH_EXACT, params).fetchall()
         else:
-            use_iterative_scan(conn, ef_search(limit), FILTERED_SCAN_TUPLES if filtered else 20_000)
+            use_iterative_scan(conn, ef or ef_search(limit), FILTERED_SCAN_TUPLES if filtered else 20_000)
             rows = conn.execute(_SEARCH, params).fetchall()
     return [dict(zip(SEARCH_COLUMNS, row, strict=True)) for row in rows]

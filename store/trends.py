@@ -19,8 +19,9 @@ logger = logging.getLogger(__name__)
 
 AGGREGATE_LOCK_KEY = 0x61676772  # "aggr": one aggregation at a time per database
 
-# Scores not yet counted are claimed by stamping them; the buckets their posts fall in are then
-# recomputed whole from posts and scores, so the result never depends on what ran before.
+# Scores not yet counted are claimed by stamping them; the hour buckets their posts fall in are then
+# recomputed whole from posts and scores, and their days folded from the hours, so the result never depends on
+# what ran before.
 # Returns (scores claimed, buckets touched): counting the claimed scores afterwards (aggregated_at = now())
 # scanned every score, 0.1 s per million.
 _CLAIM_TOUCHED = """
@@ -55,14 +56,49 @@ WHERE NOT EXISTS (
 )
 """
 
+# A day bucket touched alone (murmur marks a post's hour with its day; a caller may name only the day) is
+# taken as all its hours, and an hour's day is always touched with it: days are folded from their hours.
+_EXPAND_DAYS = """
+INSERT INTO touched_buckets (bucket_size, bucket_start, source, model)
+SELECT 'hour', h, t.source, t.model
+FROM touched_buckets t, generate_series(t.bucket_start, t.bucket_start + INTERVAL '23 hours', INTERVAL '1 hour') h
+WHERE t.bucket_size = 'day'
+  AND NOT EXISTS (SELECT 1 FROM touched_buckets x WHERE x.bucket_size = 'hour' AND x.source = t.source
+                  AND x.model = t.model AND x.bucket_start >= t.bucket_start
+                  AND x.bucket_start < t.bucket_start + INTERVAL '1 day')
+UNION ALL
+SELECT DISTINCT 'day', date_bin(INTERVAL '1 day', t.bucket_start, TIMESTAMPTZ '2000-01-01 00:00:00+00'), t.source,
+       t.model
+FROM touched_buckets t
+WHERE t.bucket_size = 'hour'
+  AND NOT EXISTS (SELECT 1 FROM touched_buckets x WHERE x.bucket_size = 'day' AND x.source = t.source
+                  AND x.model = t.model
+                  AND x.bucket_start = date_bin(INTERVAL '1 day', t.bucket_start, TIMESTAMPTZ '2000-01-01 00:00:00+00'))
+"""
+
+_UPSERT = """ON CONFLICT (bucket_size, bucket_start, source, term, lang, model) DO UPDATE SET
+    posts = EXCLUDED.posts,
+    negative = EXCLUDED.negative,
+    neutral = EXCLUDED.neutral,
+    positive = EXCLUDED.positive,
+    mean_polarity = EXCLUDED.mean_polarity,
+    weighted_polarity = EXCLUDED.weighted_polarity,
+    engagement = EXCLUDED.engagement,
+    unique_posts = EXCLUDED.unique_posts,
+    weight_sum = EXCLUDED.weight_sum,
+    updated_at = EXCLUDED.updated_at
+"""
+
 # A post weighs murmur_engagement_weight(likes, reposts, replies) = 1 + ln(1 + likes + reposts + replies)
 # in `weighted_polarity` (migration 0004 defines it): reactions count, but a viral post does not drown the rest.
 # unique_posts: the posts that are no copy of an earlier post (posts.duplicate_of, migration 0012), so each
 # text counts once, where it first appeared, and the sums over buckets and sources stay honest.
+# weight_sum (migration 0015): the weights' sum, weighted_polarity's denominator, so days fold from hours.
+# Only hours are read from the posts (a touched hour holds ~1/24 of its day's posts); _FOLD_DAYS makes the days.
 _RECOMPUTE = """
 INSERT INTO aggregates AS a (bucket_size, bucket_start, source, term, lang, model,
                              posts, negative, neutral, positive, mean_polarity,
-                             weighted_polarity, engagement, unique_posts, updated_at)
+                             weighted_polarity, engagement, unique_posts, weight_sum, updated_at)
 SELECT t.bucket_size, t.bucket_start, p.source, term, COALESCE(p.lang, 'und'), s.model,
        count(*),
        count(*) FILTER (WHERE s.label = 'negative'),
@@ -72,33 +108,46 @@ SELECT t.bucket_size, t.bucket_start, p.source, term, COALESCE(p.lang, 'und'), s
        sum(e.weight * (s.positive - s.negative)) / sum(e.weight),
        sum(e.engagement),
        count(*) FILTER (WHERE p.duplicate_of IS NULL),
+       sum(e.weight),
        now()
 FROM touched_buckets t
 JOIN posts p
   ON p.source = t.source
  AND p.created_at >= t.bucket_start
- AND p.created_at < t.bucket_start + CASE t.bucket_size WHEN 'hour' THEN INTERVAL '1 hour' ELSE INTERVAL '1 day' END
+ AND p.created_at < t.bucket_start + INTERVAL '1 hour'
 JOIN sentiment_scores s ON s.post_id = p.id AND s.model = t.model
 CROSS JOIN LATERAL unnest(p.terms) AS term
 CROSS JOIN LATERAL (
     SELECT murmur_engagement(p.likes, p.reposts, p.replies) AS engagement,
            murmur_engagement_weight(p.likes, p.reposts, p.replies) AS weight
 ) e
+WHERE t.bucket_size = 'hour'
 GROUP BY t.bucket_size, t.bucket_start, p.source, term, COALESCE(p.lang, 'und'), s.model
-ON CONFLICT (bucket_size, bucket_start, source, term, lang, model) DO UPDATE SET
-    posts = EXCLUDED.posts,
-    negative = EXCLUDED.negative,
-    neutral = EXCLUDED.neutral,
-    positive = EXCLUDED.positive,
-    mean_polarity = EXCLUDED.mean_polarity,
-    weighted_polarity = EXCLUDED.weighted_polarity,
-    engagement = EXCLUDED.engagement,
-    unique_posts = EXCLUDED.unique_posts,
-    updated_at = EXCLUDED.updated_at
-"""
+""" + _UPSERT
+
+# A touched day from its 24 hour rows (recomputed or current), after the stale hour rows are gone: the same
+# figures as counting its posts (the means weighted back by their counts and weights).
+_FOLD_DAYS = """
+INSERT INTO aggregates AS a (bucket_size, bucket_start, source, term, lang, model,
+                             posts, negative, neutral, positive, mean_polarity,
+                             weighted_polarity, engagement, unique_posts, weight_sum, updated_at)
+SELECT 'day', t.bucket_start, h.source, h.term, h.lang, h.model,
+       sum(h.posts), sum(h.negative), sum(h.neutral), sum(h.positive),
+       sum(h.mean_polarity * h.posts) / sum(h.posts),
+       sum(h.weighted_polarity * h.weight_sum) / sum(h.weight_sum),
+       sum(h.engagement), sum(h.unique_posts), sum(h.weight_sum), now()
+FROM touched_buckets t
+JOIN aggregates h
+  ON h.bucket_size = 'hour' AND h.source = t.source AND h.model = t.model
+ AND h.bucket_start >= t.bucket_start AND h.bucket_start < t.bucket_start + INTERVAL '1 day'
+WHERE t.bucket_size = 'day'
+GROUP BY t.bucket_start, h.source, h.term, h.lang, h.model
+""" + _UPSERT
 
 # A row of a recomputed bucket that the recomputation did not produce (a post changed language,
 # say) is stale: now() is the transaction's time, so rows just written are exactly those equal to it.
+# Run between the hours and the days: it drops the hours left out and the touched days' old rows, which the
+# fold then writes again from the hours that remain.
 _DROP_STALE = """
 DELETE FROM aggregates a
 USING touched_buckets t
@@ -159,10 +208,14 @@ def aggregate(
             # for 2 touched buckets, merge-join every post of the source against every row it imagines
             # (measured: 16 s for 500 new posts over 100k). With real counts it reads each bucket's posts
             # through the (source, created_at) index.
+            cur.execute(_EXPAND_DAYS)
+            touched += cur.rowcount
             cur.execute("ANALYZE touched_buckets")
             cur.execute(_RECOMPUTE)
             rows = cur.rowcount
-            cur.execute(_DROP_STALE)
+            cur.execute(_DROP_STALE)  # hours the recomputation left out, and the touched days' old rows
+            cur.execute(_FOLD_DAYS)
+            rows += cur.rowcount
         report_buckets = refresh_rollups(conn, rebuild=rebuild)
         alerts, detect_error = 0, None
         if detect is not None:

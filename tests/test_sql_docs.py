@@ -238,7 +238,8 @@ GROUP BY 1, 2, 3, 4, 5, 6
 def _aggregate_rows(conn: psycopg.Connection) -> list[tuple]:
     return conn.execute(
         "SELECT bucket_size, bucket_start, source, term, lang, model, posts, negative, neutral, positive,"
-        " round(mean_polarity::numeric, 6), round(weighted_polarity::numeric, 6), engagement"
+        " round(mean_polarity::numeric, 6), round(weighted_polarity::numeric, 6), engagement,"
+        " round(weight_sum::numeric, 6)"
         " FROM aggregates ORDER BY 1, 2, 3, 4, 5, 6"
     ).fetchall()
 

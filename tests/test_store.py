@@ -184,6 +184,54 @@ def test_incremental_aggregation_equals_a_rebuild(conn: psycopg.Connection) -> N
     assert not [r for r in incremental if r[4] == "zh"]  # the stale language row is gone
 
 
+# Day buckets counted from the posts themselves, as the aggregation did before it folded days from hours.
+_DAYS_FROM_POSTS = """
+SELECT 'day', date_bin(INTERVAL '1 day', p.created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'), p.source, term,
+       COALESCE(p.lang, 'und'), s.model, count(*), count(*) FILTER (WHERE s.label = 'negative'),
+       count(*) FILTER (WHERE s.label = 'neutral'), count(*) FILTER (WHERE s.label = 'positive'),
+       round(avg(s.positive - s.negative)::numeric, 6),
+       round((sum(murmur_engagement_weight(p.likes, p.reposts, p.replies) * (s.positive - s.negative))
+              / sum(murmur_engagement_weight(p.likes, p.reposts, p.replies)))::numeric, 6),
+       sum(murmur_engagement(p.likes, p.reposts, p.replies))
+FROM posts p
+JOIN sentiment_scores s ON s.post_id = p.id
+CROSS JOIN LATERAL unnest(p.terms) AS term
+GROUP BY 1, 2, 3, 4, 5, 6
+ORDER BY 1, 2, 3, 4, 5, 6
+"""
+
+
+def test_days_folded_from_their_hours_equal_the_days_counted_from_the_posts(conn: psycopg.Connection) -> None:
+    # Posts over two days and many hours, with likes (weights) and mixed labels, aggregated in three runs.
+    with conn.transaction():
+        upsert_posts(conn, [make_post(i, created=T0 + timedelta(minutes=97 * i), likes=(i * 37) % 300,
+                                      lang="zh" if i % 3 == 0 else "en") for i in range(30)])
+    labels = [Score("positive", 0.05, 0.15, 0.8), Score("negative", 0.7, 0.2, 0.1), Score("neutral", 0.2, 0.6, 0.2)]
+    _score_all(conn, {i: labels[i % 3] for i in range(1, 31)})
+    aggregate(conn)
+    with conn.transaction():
+        upsert_posts(conn, [make_post(i, created=T0 + timedelta(minutes=97 * i + 5)) for i in range(30, 40)])
+    _score_all(conn, {})
+    aggregate(conn)
+    days = [r for r in _rows(conn) if r[0] == "day"]
+    assert len(days) >= 4 and days == conn.execute(_DAYS_FROM_POSTS).fetchall()
+    # A post changed under the aggregates with only its day marked (murmur marks the hour too; a day alone is
+    # taken as all its hours): the hour rows and the day follow.
+    with conn.transaction():
+        conn.execute("UPDATE posts SET lang = 'es' WHERE source_id = 'https://demo.invalid/statuses/3'")
+        conn.execute("INSERT INTO dirty_buckets (bucket_size, bucket_start, source, model) "
+                     "SELECT 'day', date_trunc('day', created_at, 'UTC'), source, 'm' FROM posts "
+                     "WHERE source_id = 'https://demo.invalid/statuses/3'")
+    run = aggregate(conn)
+    assert run.buckets == 25  # the day and its 24 hours
+    days = [r for r in _rows(conn) if r[0] == "day"]
+    assert days == conn.execute(_DAYS_FROM_POSTS).fetchall() and any(r[4] == "es" for r in days)
+    hours = [r for r in _rows(conn) if r[0] == "hour"]
+    assert any(r[4] == "es" for r in hours)
+    aggregate(conn, rebuild=True)
+    assert [r for r in _rows(conn) if r[0] == "hour"] == hours
+
+
 def test_trend_sums_languages_per_bucket_term_and_source(conn: psycopg.Connection) -> None:
     with conn.transaction():
         upsert_posts(conn, [make_post(1), make_post(2, lang="zh"), make_post(30)])
