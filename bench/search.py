@@ -247,9 +247,7 @@ def exact_ids(conn: Any, model: str, vector: np.ndarray, filters: Any, limit: in
     """The true nearest posts within `filters`: the same ordering as search, every row read (no index)."""
     from murmur.store.embeddings import POST_FILTERS
 
-    params = {"q": vector, "model": model, "limit": limit, "since": filters.since, "until": filters.until,
-              "sources": list(filters.sources) or None, "langs": list(filters.langs) or None,
-              "terms": list(filters.terms) or None}
+    params = {"q": vector, "model": model, "limit": limit, **filters.params()}
     with conn.transaction():
         conn.execute("SET LOCAL enable_indexscan = off")
         conn.execute("SET LOCAL enable_bitmapscan = off")
@@ -399,10 +397,8 @@ def _share(conn: Any, filters: Any, n: int) -> float:
     """The share of posts `filters` keep."""
     from murmur.store.embeddings import POST_FILTERS
 
-    params = {"since": filters.since, "until": filters.until, "sources": list(filters.sources) or None,
-              "langs": list(filters.langs) or None, "terms": list(filters.terms) or None}
     with conn.transaction():
-        row = conn.execute("SELECT count(*) FROM posts p WHERE true" + POST_FILTERS, params).fetchone()
+        row = conn.execute("SELECT count(*) FROM posts p WHERE true" + POST_FILTERS, filters.params()).fetchone()
     return int(row[0]) / n
 
 

@@ -422,18 +422,11 @@ class App:
     def search(self, conn: psycopg.Connection, query: str, filters: SearchFilters, *, limit: int = 20,
                hybrid: bool = False) -> list[Hit]:
         """The posts closest in meaning to `query`, in any language (murmur/search.py)."""
-        from murmur.search import EmbeddingsUnavailable, LexicalUnavailable, search_posts
+        from murmur.search import search_posts
         from murmur.sentiment.centring import load_centring
         from murmur.sentiment.embeddings import EMBEDDING_MODEL
-        from murmur.store.embeddings import embeddings_available
-        from murmur.store.lexical import lexical_available
 
-        # Before loading the model: the answer is the same without it.
-        if not embeddings_available(conn):
-            raise EmbeddingsUnavailable()
-        if hybrid and not lexical_available(conn):
-            raise LexicalUnavailable()
-        return search_posts(conn, self.plain_embedder(), load_centring(), EMBEDDING_MODEL, query, filters,
+        return search_posts(conn, self.plain_embedder, load_centring(), EMBEDDING_MODEL, query, filters,
                             limit=limit, hybrid=hybrid)
 
     # --- aggregation and alerts ---

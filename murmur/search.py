@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from murmur.errors import MurmurError, UserError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import psycopg
 
     from murmur.sentiment.centring import Centring
@@ -52,10 +54,12 @@ def query_language(query: str) -> str | None:
     return detect_language(query)
 
 
-def search_posts(conn: psycopg.Connection, embedder: Embedder, centring: Centring, model: str, query: str,
+def search_posts(conn: psycopg.Connection, embedder: Callable[[], Embedder], centring: Centring, model: str,
+                 query: str,
                  filters: SearchFilters, *, limit: int = 20, hybrid: bool = False) -> list[Hit]:
     """The `limit` posts closest in meaning to `query`, in any language, within `filters`; `hybrid` mixes in
-    the posts that hold the query's words (hybrid_ranking)."""
+    the posts that hold the query's words (hybrid_ranking). `embedder` loads the model, called once the
+    database is known to be able to answer (a missing extension is said without loading it)."""
     from murmur.store.embeddings import embeddings_available, search_nearest
     from murmur.store.lexical import lexical_available
 
@@ -67,7 +71,7 @@ def search_posts(conn: psycopg.Connection, embedder: Embedder, centring: Centrin
         raise EmbeddingsUnavailable()
     if hybrid and not lexical_available(conn):
         raise LexicalUnavailable()
-    vector = centring.apply(embedder.embed([query]), [query_language(query)])[0]
+    vector = centring.apply(embedder().embed([query]), [query_language(query)])[0]
     if hybrid:
         rows = _hybrid_rows(conn, model, query, vector, filters, limit)
     else:

@@ -121,6 +121,16 @@ class SearchFilters:
     langs: tuple[str, ...] = ()
     terms: tuple[str, ...] = ()
 
+    @property
+    def narrowing(self) -> bool:
+        """Whether any filter is set."""
+        return any((self.since, self.until, self.sources, self.langs, self.terms))
+
+    def params(self) -> dict[str, Any]:
+        """POST_FILTERS' parameters."""
+        return {"since": self.since, "until": self.until, "sources": list(self.sources) or None,
+                "langs": list(self.langs) or None, "terms": list(self.terms) or None}
+
 
 # A post's filters (SearchFilters), on `posts p`: search's and topics' (store/topics.py).
 POST_FILTERS = """
@@ -182,17 +192,10 @@ def ef_search(limit: int) -> int:
     return max(400, min(1000, 2 * limit))
 
 
-def _filter_params(filters: SearchFilters) -> dict[str, Any]:
-    return {"since": filters.since, "until": filters.until, "sources": list(filters.sources) or None,
-            "langs": list(filters.langs) or None, "terms": list(filters.terms) or None}
-
-
 def exact_search(conn: psycopg.Connection, filters: SearchFilters) -> bool:
     """Whether a search within `filters` scans the filtered posts exactly (the planner expects fewer than
     EXACT_SCAN_ROWS of them) rather than the HNSW index."""
-    if not any((filters.since, filters.until, filters.sources, filters.langs, filters.terms)):
-        return False
-    return estimated_rows(conn, _FILTERED_ROWS, _filter_params(filters)) < EXACT_SCAN_ROWS
+    return filters.narrowing and estimated_rows(conn, _FILTERED_ROWS, filters.params()) < EXACT_SCAN_ROWS
 
 
 def estimated_rows(conn: psycopg.Connection, query: str, params: dict[str, Any]) -> float:
@@ -217,12 +220,11 @@ def search_nearest(
     the index scan (or an exact scan of the filtered posts where they are few: exact_search); each a dict of
     SEARCH_COLUMNS. `ef`: the HNSW candidate list (default ef_search(limit))."""
     register(conn)
-    params = {"q": query, "model": model, "limit": limit, **_filter_params(filters)}
-    filtered = any((filters.since, filters.until, filters.sources, filters.langs, filters.terms))
+    params = {"q": query, "model": model, "limit": limit, **filters.params()}
     with conn.transaction():
         if exact_search(conn, filters):
             rows = conn.execute(_SEARCH_EXACT, params).fetchall()
         else:
-            use_iterative_scan(conn, ef or ef_search(limit), FILTERED_SCAN_TUPLES if filtered else 20_000)
+            use_iterative_scan(conn, ef or ef_search(limit), FILTERED_SCAN_TUPLES if filters.narrowing else 20_000)
             rows = conn.execute(_SEARCH, params).fetchall()
     return [dict(zip(SEARCH_COLUMNS, row, strict=True)) for row in rows]

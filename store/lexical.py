@@ -66,9 +66,7 @@ def lexical_matches(conn: psycopg.Connection, model: str, query: str, words: Seq
         words_held=sql.SQL(" + ").join(sql.SQL("({})::int").format(h) for h in held),
     )
     params: dict[str, Any] = {
-        "model": model, "query": query, "limit": limit, "since": filters.since, "until": filters.until,
-        "sources": list(filters.sources) or None, "langs": list(filters.langs) or None,
-        "terms": list(filters.terms) or None, **patterns,
+        "model": model, "query": query, "limit": limit, **filters.params(), **patterns,
     }
     with conn.transaction():
         return [int(r[0]) for r in conn.execute(query_sql, params)]
