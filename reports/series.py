@@ -1,5 +1,6 @@
 """Volume and sentiment per period and series, read from the aggregates (or, where summing the
-aggregates would count a post once per term it matched, from the scored posts themselves)."""
+aggregates would count a post once per term it matched, from report_sentiment, which counts each post once
+per source and language; by region, from the scored posts themselves)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from murmur.reports.filters import BASE, FROM_POSTS, EmptyReport, Filters, ReportError
 from murmur.store.reports import (
+    KEPT_DIMS,
     PostScope,
     series_from_posts,
+    series_from_rollups,
     trend_langs,
     trend_models,
     trend_sources,
@@ -61,7 +64,9 @@ def post_scope(f: Filters) -> PostScope:
 
 def load_points(conn: psycopg.Connection, f: Filters, model: str) -> list[Point]:
     """The points of every series, oldest first."""
-    if f.compare in FROM_POSTS:
+    if f.compare in KEPT_DIMS:
+        rows = series_from_rollups(conn, unit=f.by, dim=f.compare, model=model, scope=post_scope(f))
+    elif f.compare in FROM_POSTS:
         rows = series_from_posts(conn, unit=f.by, dim=f.compare, model=model, scope=post_scope(f))
     else:
         rows = trend_series(conn, by=BASE[f.by], model=model, dims=f.dims, weekly=f.by == "week", since=f.since,

@@ -85,6 +85,35 @@ def series_from_posts(
     return conn.execute(query, scope.params() | {"unit": unit, "model": model}).fetchall()
 
 
+# The same series from report_sentiment (migration 0016), which keeps these counts per hour and day: a read
+# of the range's buckets instead of its posts. Region is not kept there (few posts have one): from the posts.
+_SERIES_FROM_ROLLUPS = """
+SELECT date_trunc(%(unit)s, r.bucket_start, 'UTC') AS bucket_start, r.{dim}, sum(r.posts)::int,
+       sum(r.negative)::int, sum(r.neutral)::int, sum(r.positive)::int,
+       (sum(r.polarity_sum) / sum(r.posts))::float8
+FROM report_sentiment r
+WHERE r.bucket_size = %(base)s AND r.model = %(model)s
+  AND (%(since_at)s::timestamptz IS NULL OR r.bucket_start >= %(since_at)s)
+  AND (%(until_at)s::timestamptz IS NULL OR r.bucket_start < %(until_at)s)
+  AND (%(terms)s::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest(r.terms) t WHERE lower(t) = ANY (%(terms)s)))
+  AND (%(sources)s::text[] IS NULL OR r.source = ANY (%(sources)s))
+  AND (%(langs)s::text[] IS NULL OR lower(r.lang) = ANY (%(langs)s))
+GROUP BY 1, 2
+ORDER BY 1, 2
+"""
+KEPT_DIMS = ("source", "lang")
+
+
+def series_from_rollups(
+    conn: psycopg.Connection, *, unit: str, dim: str, model: str, scope: PostScope
+) -> list[tuple[Any, ...]]:
+    """series_from_posts' rows for `dim` 'source' or 'lang' (KEPT_DIMS), read from report_sentiment."""
+    if dim not in KEPT_DIMS:
+        raise ValueError(f"dim must be one of {', '.join(KEPT_DIMS)}, not {dim!r}")
+    query = sql.SQL(_SERIES_FROM_ROLLUPS).format(dim=sql.Identifier(dim))
+    return conn.execute(query, scope.params() | {"unit": unit, "model": model, "base": _BASE[unit]}).fetchall()
+
+
 # --- what co-occurs, in which languages, the top posts: from the report tables --------------------------
 
 # The report tables (migration 0013, kept by store/rollups.py) hold hour and day buckets; a report's range

@@ -1,5 +1,6 @@
-"""The per-bucket tables the reports read (migration 0013): posts per term set, hashtags per term set and the
-top posts, kept by the aggregation so a report never scans `posts`.
+"""The per-bucket tables the reports read (migrations 0013, 0016): posts per term set, hashtags per term set,
+the top posts and the scored posts per source, language, term set and model, kept by the aggregation so a
+report never scans `posts`.
 
 Which hours to recompute: those whose posts changed (`report_dirty`, filled by triggers on `posts`) and
 those whose scores did (the aggregation's `touched_buckets`). Each such hour is recomputed whole from its
@@ -58,7 +59,8 @@ WHERE t.bucket_size = 'day'
 _POSTS = f"""
 CREATE TEMP TABLE report_posts ON COMMIT DROP AS
 SELECT p.id, date_bin(INTERVAL '1 hour', p.created_at, {_EPOCH}) AS bucket_start, p.source,
-       lower(COALESCE(p.lang, 'und')) AS lang, ARRAY(SELECT t FROM unnest(p.terms) AS t ORDER BY t) AS terms,
+       lower(COALESCE(p.lang, 'und')) AS lang, COALESCE(p.lang, 'und') AS lang_shown,
+       ARRAY(SELECT t FROM unnest(p.terms) AS t ORDER BY t) AS terms,
        ARRAY(SELECT DISTINCT '#' || lower(tag) FROM unnest(p.tags) AS tag
              WHERE NOT EXISTS (SELECT 1 FROM unnest(p.terms) AS t, lower(regexp_replace(t, '\\s+', '', 'g')) AS h
                                WHERE lower(tag) IN (h, h || 's'))) AS tags,
@@ -88,6 +90,19 @@ SELECT 'hour', g.level, m.bucket_start, g.source, g.lang, g.terms, tag, count(*)
 FROM report_posts m CROSS JOIN LATERAL unnest(m.tags) AS tag {_levels("report_tags")}
 GROUP BY g.level, m.bucket_start, g.source, g.lang, g.terms, tag
 ORDER BY g.level, m.bucket_start
+"""
+
+# Scored posts (the scores the aggregation has folded in: aggregated_at is set before this runs) per source,
+# language as shown, term set and model: the --compare source|lang series (store/reports.py).
+_SENTIMENT = """
+INSERT INTO report_sentiment (bucket_size, bucket_start, source, lang, terms, model, posts, negative, neutral,
+                              positive, polarity_sum)
+SELECT 'hour', m.bucket_start, m.source, m.lang_shown, m.terms, s.model, count(*),
+       count(*) FILTER (WHERE s.label = 'negative'), count(*) FILTER (WHERE s.label = 'neutral'),
+       count(*) FILTER (WHERE s.label = 'positive'), sum((s.positive - s.negative)::numeric)
+FROM report_posts m JOIN sentiment_scores s ON s.post_id = m.id AND s.aggregated_at IS NOT NULL
+GROUP BY m.bucket_start, m.source, m.lang_shown, m.terms, s.model
+ORDER BY m.bucket_start
 """
 
 # The order of the top posts, one for both sides: the most positive (negative) first, then the most
@@ -154,7 +169,20 @@ FROM (
 WHERE rank <= {TOP_KEPT}
 """
 
-TABLES = ("report_term_sets", "report_tags", "report_top_posts")
+_DAY_SENTIMENT = f"""
+INSERT INTO report_sentiment (bucket_size, bucket_start, source, lang, terms, model, posts, negative, neutral,
+                              positive, polarity_sum)
+SELECT 'day', date_bin(INTERVAL '1 day', bucket_start, {_EPOCH}), source, lang, terms, model, sum(posts),
+       sum(negative), sum(neutral), sum(positive), sum(polarity_sum)
+FROM {{hours}} r
+GROUP BY 2, source, lang, terms, model
+ORDER BY 2
+"""
+
+TABLES = ("report_term_sets", "report_tags", "report_top_posts", "report_sentiment")
+_HOUR_QUERIES = (_TERM_SETS, _TAGS, _TOP, _SENTIMENT)
+_DAYS_FROM_HOURS = ((_DAY_TERM_SETS, "report_term_sets"), (_DAY_TAGS, "report_tags"), (_DAY_TOP, "report_top_posts"),
+                    (_DAY_SENTIMENT, "report_sentiment"))
 
 
 def refresh_rollups(conn: psycopg.Connection, *, rebuild: bool = False) -> int:
@@ -184,21 +212,19 @@ def refresh_rollups(conn: psycopg.Connection, *, rebuild: bool = False) -> int:
                                     "AND r.bucket_start = h.bucket_start").format(sql.Identifier(table)))
             cur.execute(sql.SQL(_POSTS).format(posts=sql.SQL(_IN_HOURS)))
         cur.execute("ANALYZE report_posts")
-        for query in (_TERM_SETS, _TAGS, _TOP):
+        for query in _HOUR_QUERIES:
             cur.execute(query)
         cur.execute("DROP TABLE report_posts")
         if rebuild:
             row = cur.execute("SELECT count(DISTINCT bucket_start) FROM report_term_sets "
                               "WHERE bucket_size = 'hour' AND level = 4").fetchone()
             hours = int(row[0]) if row else 0
-            for query, table in ((_DAY_TERM_SETS, "report_term_sets"), (_DAY_TAGS, "report_tags"),
-                                 (_DAY_TOP, "report_top_posts")):
+            for query, table in _DAYS_FROM_HOURS:
                 cur.execute(sql.SQL(query).format(hours=sql.SQL(_ALL_HOURS).format(table=sql.Identifier(table))))
             return hours
         cur.execute(_DAYS)
         cur.execute("ANALYZE report_days")
-        for query, table in ((_DAY_TERM_SETS, "report_term_sets"), (_DAY_TAGS, "report_tags"),
-                             (_DAY_TOP, "report_top_posts")):
+        for query, table in _DAYS_FROM_HOURS:
             cur.execute(sql.SQL("DELETE FROM {} r USING report_days d WHERE r.bucket_size = 'day' "
                                 "AND r.bucket_start = d.bucket_start").format(sql.Identifier(table)))
             cur.execute(sql.SQL(query).format(hours=sql.SQL(_DAY_HOURS).format(table=sql.Identifier(table))))

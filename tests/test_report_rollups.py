@@ -1,8 +1,8 @@
-"""The report tables (migration 0013, store/rollups.py) against the posts themselves: co-occurrence, language
-mix and top posts read from the tables equal the same queries run over `posts` (store/report_scan.py), for
-hour, day and week periods, term, source and language filters, unscored posts and odd language tags; after
-the first aggregation, after incremental ones, after deletes, edits and re-crawls that change tags and likes,
-and after a rebuild (which gives the incremental runs' rows)."""
+"""The report tables (migrations 0013 and 0016, store/rollups.py) against the posts themselves: co-occurrence,
+language mix, top posts and the --compare source|lang series read from the tables equal the same queries run over
+`posts` (store/report_scan.py), for hour, day and week periods, term, source and language filters, unscored posts
+and odd language tags; after the first aggregation, after incremental ones, after deletes, edits and re-crawls that
+change tags and likes, and after a rebuild (which gives the incremental runs' rows)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,15 @@ from murmur.reports.series import post_scope
 from murmur.sentiment.scorer import Score
 from murmur.store.posts import upsert_posts
 from murmur.store.report_scan import scan_cooccurrence_counts, scan_language_counts, scan_top_scored_posts
-from murmur.store.reports import TOP_LIMIT, cooccurrence_counts, language_counts, top_scored_posts
+from murmur.store.reports import (
+    KEPT_DIMS,
+    TOP_LIMIT,
+    cooccurrence_counts,
+    language_counts,
+    series_from_posts,
+    series_from_rollups,
+    top_scored_posts,
+)
 from murmur.store.rollups import TABLES
 from murmur.store.scores import write_scores
 from murmur.store.stream import delete_posts, forget_edited
@@ -86,6 +94,11 @@ def assert_same(conn: psycopg.Connection, *, every: int = 1) -> None:
             assert rank_cooccurrence(cooccurrence_counts(conn, unit=f.by, scope=wide, top=top), f, top=top) == \
                 rank_cooccurrence(every, f, top=top), (f, top)
         assert language_counts(conn, unit=f.by, scope=scope) == scan_language_counts(conn, unit=f.by, scope=scope), f
+        for dim, model in product(KEPT_DIMS, ("m1", "m2")):  # --compare source|lang
+            kept = series_from_rollups(conn, unit=f.by, dim=dim, model=model, scope=scope)
+            counted = series_from_posts(conn, unit=f.by, dim=dim, model=model, scope=scope)
+            assert [r[:-1] for r in kept] == [r[:-1] for r in counted], (f, dim, model)
+            assert [r[-1] for r in kept] == pytest.approx([r[-1] for r in counted], abs=1e-6), (f, dim, model)
         for model, positive, limit in product(("m1", "m2"), (True, False), (1, TOP_LIMIT)):
             assert top_scored_posts(conn, model=model, scope=scope, positive=positive, limit=limit) == \
                 scan_top_scored_posts(conn, model=model, scope=scope, positive=positive, limit=limit), (f, model)
