@@ -69,7 +69,7 @@ def embedded_server_url(data_dir: Path | None = None, database: str = DEFAULT_DA
 # The embedded server's memory, written to murmur.conf in its data directory (included from postgresql.conf)
 # before each start: PostgreSQL's defaults (128 MB of shared buffers) suit a server that shares a small
 # machine, and made every search read a 1.9 GB HNSW index through the kernel's cache (bench/search.py at
-# 1,000,000 embeddings, warm: `--lang zh` p95 277 ms with 128 MB, 69 ms with 4 GB; `--source rss` 182 -> 64
+# 1,000,000 embeddings, warm: `--lang zh` p95 277 ms with 128 MB, 87 ms with 6 GB; `--source rss` 182 -> 74
 # ms). A quarter of the memory for shared buffers is PostgreSQL's documented starting point; maintenance
 # memory lets an HNSW build keep its graph in memory. ALTER SYSTEM overrides these (postgresql.auto.conf is
 # read after postgresql.conf); a server of the user's own (MURMUR_DATABASE_URL) is the user's to tune.
