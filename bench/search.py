@@ -321,11 +321,10 @@ def main() -> int:
             meta = fill(conn, app, args, model)
         n = meta["posts"]
         sizes = conn.execute("SELECT pg_size_pretty(pg_table_size('post_embeddings')), "
-                             "pg_size_pretty(pg_relation_size('post_embeddings_hnsw_idx'))").fetchone()
+                             "pg_size_pretty(pg_relation_size('post_embeddings_hnsw_idx')), "
+                             "current_setting('shared_buffers')").fetchone()
         conn.commit()
-        buffers = conn.execute("SHOW shared_buffers").fetchone()[0]
-        conn.commit()
-        print(f"post_embeddings {sizes[0]}, HNSW index {sizes[1]}; shared_buffers {buffers}")
+        print(f"post_embeddings {sizes[0]}, HNSW index {sizes[1]}; shared_buffers {sizes[2]}")
 
         embedder = app.plain_embedder()
         centring = load_centring()

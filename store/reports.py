@@ -87,17 +87,13 @@ def series_from_posts(
 
 # The same series from report_sentiment (migration 0016), which keeps these counts per hour and day: a read
 # of the range's buckets instead of its posts. Region is not kept there (few posts have one): from the posts.
+# Its language is as shown (not lowered), so the filter lowers it.
 _SERIES_FROM_ROLLUPS = """
 SELECT date_trunc(%(unit)s, r.bucket_start, 'UTC') AS bucket_start, r.{dim}, sum(r.posts)::int,
        sum(r.negative)::int, sum(r.neutral)::int, sum(r.positive)::int,
        (sum(r.polarity_sum) / sum(r.posts))::float8
 FROM report_sentiment r
-WHERE r.bucket_size = %(base)s AND r.model = %(model)s
-  AND (%(since_at)s::timestamptz IS NULL OR r.bucket_start >= %(since_at)s)
-  AND (%(until_at)s::timestamptz IS NULL OR r.bucket_start < %(until_at)s)
-  AND (%(terms)s::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest(r.terms) t WHERE lower(t) = ANY (%(terms)s)))
-  AND (%(sources)s::text[] IS NULL OR r.source = ANY (%(sources)s))
-  AND (%(langs)s::text[] IS NULL OR lower(r.lang) = ANY (%(langs)s))
+WHERE {in_buckets}
 GROUP BY 1, 2
 ORDER BY 1, 2
 """
@@ -110,7 +106,8 @@ def series_from_rollups(
     """series_from_posts' rows for `dim` 'source' or 'lang' (KEPT_DIMS), read from report_sentiment."""
     if dim not in KEPT_DIMS:
         raise ValueError(f"dim must be one of {', '.join(KEPT_DIMS)}, not {dim!r}")
-    query = sql.SQL(_SERIES_FROM_ROLLUPS).format(dim=sql.Identifier(dim))
+    in_buckets = _IN_BUCKETS.format(kept=sql.SQL("r.model = %(model)s"), lang=sql.SQL("lower(r.lang)"))
+    query = sql.SQL(_SERIES_FROM_ROLLUPS).format(dim=sql.Identifier(dim), in_buckets=in_buckets)
     return conn.execute(query, scope.params() | {"unit": unit, "model": model, "base": _BASE[unit]}).fetchall()
 
 
@@ -120,12 +117,20 @@ def series_from_rollups(
 # is whole buckets of its base (hour for --by hour, day for day and week), which PostScope holds once made
 # by reports.series.post_scope: a bucket counts when its start is in [since, until). The figures are those
 # the posts give (store/report_scan.py counts them so) for every post the aggregation has seen.
-_IN_ROLLUP = sql.SQL("""r.bucket_size = %(base)s AND r.level = {level}
+# `kept`: which of a bucket's rows (a level; report_sentiment: a model); `lang`: the row's language as the
+# filter compares it (lowered).
+_IN_BUCKETS = sql.SQL("""r.bucket_size = %(base)s AND {kept}
   AND (%(since_at)s::timestamptz IS NULL OR r.bucket_start >= %(since_at)s)
   AND (%(until_at)s::timestamptz IS NULL OR r.bucket_start < %(until_at)s)
   AND (%(terms)s::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest(r.terms) t WHERE lower(t) = ANY (%(terms)s)))
   AND (%(sources)s::text[] IS NULL OR r.source = ANY (%(sources)s))
-  AND (%(langs)s::text[] IS NULL OR r.lang = ANY (%(langs)s))""")
+  AND (%(langs)s::text[] IS NULL OR {lang} = ANY (%(langs)s))""")
+
+
+def _in_rollup(level: str) -> sql.Composed:
+    """_IN_BUCKETS for a table with levels (migration 0013), at the level the parameter `level` holds."""
+    return _IN_BUCKETS.format(kept=sql.SQL("r.level = {}").format(sql.Placeholder(level)), lang=sql.SQL("r.lang"))
+
 
 _BASE = {"hour": "hour", "day": "day", "week": "day"}
 
@@ -205,8 +210,7 @@ def cooccurrence_counts(conn: psycopg.Connection, *, unit: str, scope: PostScope
     neither. `top`: only the entries among a period's `top` most held (ties by entry) or the next period's
     (what reports.extras.cooccurrence ranks and compares); None: every entry."""
     # The term sets are needed whole (the other terms come from them); the hashtags only as the filters ask.
-    query = sql.SQL(_COOCCURRENCE).format(in_sets=_IN_ROLLUP.format(level=sql.Placeholder("level")),
-                                          in_tags=_IN_ROLLUP.format(level=sql.Placeholder("tag_level")))
+    query = sql.SQL(_COOCCURRENCE).format(in_sets=_in_rollup("level"), in_tags=_in_rollup("tag_level"))
     params = _rollup_params(unit, scope, _level("report_term_sets", scope, terms=True)) | {
         "tag_level": _level("report_tags", scope), "top": top, "step": _STEP[unit]}
     return conn.execute(query, params).fetchall()
@@ -214,7 +218,7 @@ def cooccurrence_counts(conn: psycopg.Connection, *, unit: str, scope: PostScope
 
 def language_counts(conn: psycopg.Connection, *, unit: str, scope: PostScope) -> list[tuple[Any, ...]]:
     """(period, source, posts, in English, in Chinese) per `unit` period and source, scored or not."""
-    query = sql.SQL(_LANGUAGES).format(in_rollup=_IN_ROLLUP.format(level=sql.Placeholder("level")))
+    query = sql.SQL(_LANGUAGES).format(in_rollup=_in_rollup("level"))
     level = _level("report_term_sets", scope, source=True, lang=True)
     return conn.execute(query, _rollup_params(unit, scope, level)).fetchall()
 
