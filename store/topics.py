@@ -47,16 +47,11 @@ ORDER BY p.id
 """
 
 
-def _params(model: str, filters: SearchFilters) -> dict[str, object]:
-    return {"model": model, "sources": list(filters.sources) or None, "langs": list(filters.langs) or None,
-            "terms": list(filters.terms) or None}
-
-
 def period_posts(conn: psycopg.Connection, model: str, score_model: str | None, since: datetime, until: datetime,
                  filters: SearchFilters) -> PeriodPosts:
     """The posts created in [since, until) with a `model` embedding, within `filters` (its since/until unused)."""
     register(conn)
-    params = _params(model, filters) | {"score_model": score_model, "since": since, "until": until}
+    params = filters.params() | {"model": model, "score_model": score_model, "since": since, "until": until}
     # A binary cursor: parsing 100,000 vectors from their text form took 33 s of a week's 99 s (bench/search.py);
     # read in binary they take 2-4 s.
     with conn.transaction(), conn.cursor(binary=True) as cur:
@@ -78,7 +73,7 @@ WHERE e.model = %(model)s
 
 def embedded_span(conn: psycopg.Connection, model: str, filters: SearchFilters) -> tuple[datetime, datetime] | None:
     """The first and last created_at of the embedded posts within `filters`; None when there are none."""
-    params = _params(model, filters) | {"since": filters.since, "until": filters.until}
+    params = filters.params() | {"model": model}
     with conn.transaction():
         row = conn.execute(_SPAN, params).fetchone()
     return (row[0], row[1]) if row and row[0] is not None else None
